@@ -1,0 +1,10 @@
+//! Backends: where bytes cross the guest boundary.
+//!
+//! Device models talk only to these traits. Recording wraps a real backend with a tap that logs
+//! what passes; replay substitutes a backend fed from a capture. Devices cannot tell which.
+
+pub mod block;
+pub mod net;
+
+pub use block::BlockBackend;
+pub use net::NetBackend;

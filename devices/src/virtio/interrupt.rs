@@ -1,0 +1,39 @@
+//! The virtio-mmio interrupt status register shared by a transport and its device.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::interrupt::InterruptLine;
+
+/// Interrupt status bit: a used buffer was added to a queue.
+pub const VIRTIO_MMIO_INT_VRING: u32 = 0x1;
+/// Interrupt status bit: the device configuration changed.
+pub const VIRTIO_MMIO_INT_CONFIG: u32 = 0x2;
+
+/// InterruptStatus of a virtio-mmio device plus the line that signals the guest.
+pub struct VirtioInterrupt {
+    status: AtomicU32,
+    line: Box<dyn InterruptLine>,
+}
+
+impl VirtioInterrupt {
+    /// Wraps the line the VMM wired to this device's GSI.
+    pub fn new(line: Box<dyn InterruptLine>) -> Self {
+        VirtioInterrupt { status: AtomicU32::new(0), line }
+    }
+
+    /// Sets `bits` in InterruptStatus and pulses the line.
+    pub fn signal(&self, bits: u32) -> std::io::Result<()> {
+        self.status.fetch_or(bits, Ordering::SeqCst);
+        self.line.trigger()
+    }
+
+    /// Current InterruptStatus.
+    pub fn status(&self) -> u32 {
+        self.status.load(Ordering::SeqCst)
+    }
+
+    /// InterruptACK: clears `bits`.
+    pub fn ack(&self, bits: u32) {
+        self.status.fetch_and(!bits, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,4 @@
+//! Placeholder replaced by the implementation.
+
+/// The virtio-mmio transport.
+pub struct MmioTransport;

@@ -1,0 +1,1 @@
+//! Path of the test guest ELF.

@@ -1,0 +1,4 @@
+//! The Reprise VMM: a KVM virtual machine, its boot, device wiring, event loop and API.
+
+pub mod api;
+pub mod config;

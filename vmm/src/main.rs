@@ -1,0 +1,3 @@
+//! `reprise`: one VMM process per guest.
+
+fn main() {}
