@@ -1,1 +1,113 @@
-//! 8250 UART on COM1.
+//! 8250 UART (COM1) on top of `vm-superio`, as a port-I/O bus device.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use vm_superio::serial::NoEvents;
+use vm_superio::{Serial, Trigger};
+
+use crate::bus::BusDevice;
+use crate::interrupt::InterruptLine;
+
+/// Base port of COM1.
+pub const COM1_PORT: u64 = 0x3f8;
+/// Number of ports a UART occupies.
+pub const UART_PORT_COUNT: u64 = 8;
+/// ISA interrupt line (GSI) of COM1.
+pub const COM1_GSI: u32 = 4;
+
+/// Adapts an [`InterruptLine`] to the `vm-superio` trigger contract.
+pub struct LineTrigger(pub Arc<dyn InterruptLine>);
+
+impl Trigger for LineTrigger {
+    type E = io::Error;
+    fn trigger(&self) -> io::Result<()> {
+        self.0.trigger()
+    }
+}
+
+/// A 16550-compatible UART whose transmitted bytes go to `out`.
+pub struct SerialDevice {
+    uart: Serial<LineTrigger, NoEvents, Box<dyn Write + Send>>,
+}
+
+impl SerialDevice {
+    /// A UART raising `irq` and writing guest output to `out`.
+    pub fn new(irq: Arc<dyn InterruptLine>, out: Box<dyn Write + Send>) -> Self {
+        SerialDevice { uart: Serial::new(LineTrigger(irq), out) }
+    }
+
+    /// Delivers host bytes as guest input; returns how many fit in the receive FIFO.
+    pub fn enqueue_input(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.uart
+            .enqueue_raw_bytes(bytes)
+            .map_err(|e| io::Error::other(format!("serial input: {e:?}")))
+    }
+
+    /// Free space in the receive FIFO.
+    pub fn input_capacity(&self) -> usize {
+        self.uart.fifo_capacity()
+    }
+
+    /// Flushes the output sink.
+    pub fn flush_output(&mut self) -> io::Result<()> {
+        self.uart.writer_mut().flush()
+    }
+}
+
+impl BusDevice for SerialDevice {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        match (u8::try_from(offset), data.len()) {
+            (Ok(off), 1) => data[0] = self.uart.read(off),
+            _ => data.fill(0xff),
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if let (Ok(off), [value]) = (u8::try_from(offset), data) {
+            if let Err(e) = self.uart.write(off, *value) {
+                // A vanished output sink must not stop the guest.
+                log::debug!("serial output failed: {e:?}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn transmits_and_receives() {
+        let irq = Arc::new(vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap());
+        let sink = Sink::default();
+        let mut dev = SerialDevice::new(irq.clone(), Box::new(sink.clone()));
+        for b in b"hi\n" {
+            dev.write(0, &[*b]);
+        }
+        assert_eq!(&*sink.0.lock().unwrap(), b"hi\n");
+        // Enable the received-data interrupt, then feed input.
+        dev.write(1, &[0x01]);
+        assert_eq!(dev.enqueue_input(b"x").unwrap(), 1);
+        assert!(irq.read().unwrap() >= 1);
+        let mut lsr = [0u8];
+        dev.read(5, &mut lsr);
+        assert_eq!(lsr[0] & 1, 1, "data ready");
+        let mut rbr = [0u8];
+        dev.read(0, &mut rbr);
+        assert_eq!(rbr[0], b'x');
+    }
+}
