@@ -2,3 +2,6 @@
 
 pub mod api;
 pub mod config;
+pub mod arch;
+pub mod boot;
+pub mod vstate;

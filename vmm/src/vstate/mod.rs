@@ -1,0 +1,6 @@
+//! KVM state: guest memory, the VM and its vCPUs.
+
+pub mod exit_report;
+pub mod memory;
+pub mod vcpu;
+pub mod vm;

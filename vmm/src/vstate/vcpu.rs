@@ -1,0 +1,332 @@
+//! vCPU threads and their run/pause/exit state machine.
+//!
+//! Every vCPU runs `KVM_RUN` on its own thread. A shared [`VcpuControl`] holds the state the
+//! VMM wants (running, paused, stopped); to make a vCPU notice a change, the VMM sends its
+//! thread a real-time signal whose handler sets `immediate_exit` in the thread's `kvm_run`,
+//! so `KVM_RUN` returns (or does not start) and the thread re-reads the wanted state.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Once};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use devices::bus::Bus;
+use kvm_bindings::{kvm_run, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
+
+use super::exit_report::{ExitReason, InternalError};
+
+/// What the VMM wants the vCPUs to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// Run the guest.
+    Run,
+    /// Park until told otherwise.
+    Pause,
+    /// Leave the run loop for good.
+    Stop,
+}
+
+/// State of one vCPU thread, as it reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VcpuState {
+    /// Inside or around `KVM_RUN`.
+    Running,
+    /// Parked on the control condition variable.
+    Paused,
+    /// The thread has left its loop.
+    Exited,
+}
+
+struct Shared {
+    wanted: Wanted,
+    states: Vec<VcpuState>,
+    exit: Option<ExitReason>,
+}
+
+/// Run/pause/stop control shared by the VMM and all vCPU threads of one VM.
+pub struct VcpuControl {
+    shared: Mutex<Shared>,
+    changed: Condvar,
+    /// Signalled once when the first vCPU stops the VM (see [`VcpuControl::exit_reason`]).
+    pub exit_evt: EventFd,
+}
+
+/// How long the VMM waits for vCPUs to acknowledge a pause or stop.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl VcpuControl {
+    /// Control for `count` vCPUs, initially wanting `Run`.
+    pub fn new(count: usize) -> std::io::Result<Self> {
+        Ok(VcpuControl {
+            shared: Mutex::new(Shared {
+                wanted: Wanted::Run,
+                states: vec![VcpuState::Running; count],
+                exit: None,
+            }),
+            changed: Condvar::new(),
+            exit_evt: EventFd::new(libc::EFD_NONBLOCK)?,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        devices::bus::lock(&self.shared)
+    }
+
+    /// States of all vCPUs.
+    pub fn states(&self) -> Vec<VcpuState> {
+        self.lock().states.clone()
+    }
+
+    /// Why the VM stopped, once a vCPU has stopped it.
+    pub fn exit_reason(&self) -> Option<ExitReason> {
+        self.lock().exit.clone()
+    }
+
+    /// Sets the wanted state and waits (bounded) until every vCPU that has not exited
+    /// acknowledges it. Returns false on timeout.
+    fn set_and_wait(&self, wanted: Wanted, kick: impl Fn()) -> bool {
+        let mut s = self.lock();
+        s.wanted = wanted;
+        self.changed.notify_all();
+        drop(s);
+        kick();
+        let target = match wanted {
+            Wanted::Run => VcpuState::Running,
+            Wanted::Pause => VcpuState::Paused,
+            Wanted::Stop => VcpuState::Exited,
+        };
+        let s = self.lock();
+        let (_s, timeout) = self
+            .changed
+            .wait_timeout_while(s, ACK_TIMEOUT, |s| {
+                s.states.iter().any(|&st| st != target && st != VcpuState::Exited)
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        !timeout.timed_out()
+    }
+
+    /// Records the first reason for stopping the VM and wakes the VMM.
+    fn record_exit(&self, reason: ExitReason) {
+        let mut s = self.lock();
+        if s.exit.is_none() {
+            s.exit = Some(reason);
+            if let Err(e) = self.exit_evt.write(1) {
+                log::error!("cannot signal the VM exit: {e}");
+            }
+        }
+        s.wanted = Wanted::Stop;
+        self.changed.notify_all();
+    }
+
+    /// Blocks while paused; returns the wanted state once it is `Run` or `Stop`.
+    fn checkpoint(&self, index: usize) -> Wanted {
+        let mut s = self.lock();
+        loop {
+            match s.wanted {
+                Wanted::Pause => {
+                    if s.states[index] != VcpuState::Paused {
+                        s.states[index] = VcpuState::Paused;
+                        self.changed.notify_all();
+                    }
+                    s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+                }
+                other => {
+                    if other == Wanted::Run && s.states[index] != VcpuState::Running {
+                        s.states[index] = VcpuState::Running;
+                        self.changed.notify_all();
+                    }
+                    return other;
+                }
+            }
+        }
+    }
+
+    fn mark_exited(&self, index: usize) {
+        let mut s = self.lock();
+        s.states[index] = VcpuState::Exited;
+        self.changed.notify_all();
+    }
+}
+
+thread_local! {
+    static KVM_RUN_PTR: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+extern "C" fn handle_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    KVM_RUN_PTR.with(|p| {
+        let run = p.get();
+        if !run.is_null() {
+            // SAFETY: the pointer is this thread's own kvm_run mapping, set while its VcpuFd
+            // is alive and cleared before it is dropped; a volatile byte store is
+            // async-signal-safe.
+            unsafe { std::ptr::addr_of_mut!((*run).immediate_exit).write_volatile(1) };
+        }
+    });
+}
+
+fn install_kick_handler() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Err(e) = register_signal_handler(SIGRTMIN(), handle_kick) {
+            log::error!("cannot install the vCPU kick signal handler: {e}");
+        }
+    });
+}
+
+/// A running vCPU thread.
+pub struct VcpuHandle {
+    thread: Option<JoinHandle<()>>,
+    pthread: libc::pthread_t,
+    /// Number of exits to userspace so far (a guest-progress marker).
+    pub exits: Arc<AtomicU64>,
+}
+
+impl VcpuHandle {
+    /// Interrupts the thread's `KVM_RUN` so it re-reads the wanted state.
+    pub fn kick(&self) {
+        // SAFETY: `pthread` belongs to a thread that is joined only in `join`, after which
+        // no kick is sent; the signal has a handler installed before any vCPU thread starts.
+        let r = unsafe { libc::pthread_kill(self.pthread, SIGRTMIN()) };
+        if r != 0 && r != libc::ESRCH {
+            log::warn!("cannot kick vCPU thread: errno {r}");
+        }
+    }
+
+    /// Waits for the thread to finish.
+    pub fn join(&mut self) {
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                log::error!("a vCPU thread panicked");
+            }
+        }
+    }
+}
+
+/// What a vCPU thread needs besides its fd.
+pub struct VcpuContext {
+    /// Port I/O bus.
+    pub pio: Bus,
+    /// MMIO bus.
+    pub mmio: Bus,
+    /// Shared run control.
+    pub control: Arc<VcpuControl>,
+}
+
+/// Starts the thread for vCPU `index`.
+pub fn spawn(index: u8, fd: VcpuFd, ctx: VcpuContext) -> std::io::Result<VcpuHandle> {
+    install_kick_handler();
+    let exits = Arc::new(AtomicU64::new(0));
+    let thread_exits = exits.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("vcpu{index}"))
+        .spawn(move || run_loop(index, fd, ctx, thread_exits))?;
+    use std::os::unix::thread::JoinHandleExt;
+    let pthread = thread.as_pthread_t();
+    Ok(VcpuHandle { thread: Some(thread), pthread, exits })
+}
+
+/// Pauses all vCPUs; false if one did not acknowledge in time.
+pub fn pause_all(control: &VcpuControl, vcpus: &[VcpuHandle]) -> bool {
+    control.set_and_wait(Wanted::Pause, || vcpus.iter().for_each(VcpuHandle::kick))
+}
+
+/// Resumes all vCPUs; false if one did not acknowledge in time.
+pub fn resume_all(control: &VcpuControl) -> bool {
+    control.set_and_wait(Wanted::Run, || {})
+}
+
+/// Stops all vCPUs and joins their threads.
+pub fn stop_all(control: &VcpuControl, vcpus: &mut [VcpuHandle]) {
+    control.record_exit(ExitReason::Stopped);
+    vcpus.iter().for_each(VcpuHandle::kick);
+    for v in vcpus.iter_mut() {
+        v.join();
+    }
+}
+
+fn run_loop(index: u8, mut fd: VcpuFd, ctx: VcpuContext, exits: Arc<AtomicU64>) {
+    let i = usize::from(index);
+    KVM_RUN_PTR.with(|p| p.set(fd.get_kvm_run() as *mut kvm_run));
+    loop {
+        if ctx.control.checkpoint(i) == Wanted::Stop {
+            break;
+        }
+        let outcome = match fd.run() {
+            Ok(exit) => {
+                exits.fetch_add(1, Ordering::Relaxed);
+                handle_exit(index, exit, &ctx)
+            }
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                fd.set_kvm_immediate_exit(0);
+                None
+            }
+            Err(e) => Some(ExitReason::Error(format!("vCPU {index}: KVM_RUN failed: {e}"))),
+        };
+        let outcome = match outcome {
+            Some(ExitReason::Error(msg)) if msg.is_empty() => Some(describe_internal(index, &mut fd)),
+            other => other,
+        };
+        if let Some(reason) = outcome {
+            log::info!("vCPU {index} stops the VM: {reason}");
+            ctx.control.record_exit(reason);
+            break;
+        }
+    }
+    KVM_RUN_PTR.with(|p| p.set(std::ptr::null_mut()));
+    ctx.control.mark_exited(i);
+}
+
+/// Handles one exit; `Some` stops the VM. An empty `Error` message asks the caller to
+/// describe a `KVM_EXIT_INTERNAL_ERROR` (which needs the fd again).
+fn handle_exit(index: u8, exit: VcpuExit<'_>, ctx: &VcpuContext) -> Option<ExitReason> {
+    match exit {
+        VcpuExit::IoIn(port, data) => {
+            if !ctx.pio.read(u64::from(port), data) {
+                data.fill(0xff);
+            }
+            None
+        }
+        VcpuExit::IoOut(port, data) => {
+            ctx.pio.write(u64::from(port), data);
+            None
+        }
+        VcpuExit::MmioRead(addr, data) => {
+            if !ctx.mmio.read(addr, data) {
+                log::debug!("vCPU {index}: read of unclaimed MMIO address {addr:#x}");
+                data.fill(0xff);
+            }
+            None
+        }
+        VcpuExit::MmioWrite(addr, data) => {
+            if !ctx.mmio.write(addr, data) {
+                log::debug!("vCPU {index}: write to unclaimed MMIO address {addr:#x}");
+            }
+            None
+        }
+        VcpuExit::Hlt | VcpuExit::Intr | VcpuExit::Debug(_) | VcpuExit::IrqWindowOpen => None,
+        VcpuExit::Shutdown => Some(ExitReason::TripleFault { vcpu: index }),
+        VcpuExit::SystemEvent(kind, _) => Some(match kind {
+            KVM_SYSTEM_EVENT_SHUTDOWN => ExitReason::GuestSystemEvent("power-off".into()),
+            KVM_SYSTEM_EVENT_RESET => ExitReason::GuestSystemEvent("reset".into()),
+            KVM_SYSTEM_EVENT_CRASH => ExitReason::Error(format!("vCPU {index}: the guest crashed")),
+            other => ExitReason::GuestSystemEvent(format!("system event {other}")),
+        }),
+        VcpuExit::InternalError => Some(ExitReason::Error(String::new())),
+        VcpuExit::FailEntry(reason, cpu) => Some(ExitReason::Error(format!(
+            "vCPU {index}: KVM could not enter the guest (hardware entry failure reason \
+             {reason:#x} on host CPU {cpu})"
+        ))),
+        other => Some(ExitReason::Error(format!("vCPU {index}: unexpected KVM exit {other:?}"))),
+    }
+}
+
+fn describe_internal(index: u8, fd: &mut VcpuFd) -> ExitReason {
+    let err = InternalError::from_run(fd.get_kvm_run());
+    let rip = fd.get_regs().map(|r| r.rip).unwrap_or(0);
+    let cpl = fd.get_sregs().map(|s| s.cs.dpl).unwrap_or(0);
+    ExitReason::Error(err.describe(index, rip, cpl))
+}
