@@ -118,3 +118,182 @@ pub struct VmConfig {
     #[serde(default)]
     pub serial: SerialConfig,
 }
+
+/// A configuration value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+fn check_file(what: &str, path: &std::path::Path) -> Result<(), ConfigError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => err(format!("{what} {} is not a regular file", path.display())),
+        Err(e) => err(format!("{what} {} cannot be used: {e}", path.display())),
+    }
+}
+
+fn check_id(what: &str, id: &str) -> Result<(), ConfigError> {
+    let ok = !id.is_empty()
+        && id.len() <= 20
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        err(format!("{what} {id:?} is not valid: use 1 to 20 characters from [A-Za-z0-9_-]"))
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], ConfigError> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let bad = || ConfigError(format!("guest_mac {s:?} is not a MAC address like 06:00:ac:10:00:02"));
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut mac = [0u8; 6];
+    for (b, p) in mac.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if mac[0] & 1 != 0 {
+        return err(format!("guest_mac {s:?} is a multicast address; the low bit of the first byte must be 0"));
+    }
+    Ok(mac)
+}
+
+impl MachineConfig {
+    /// Checks the ranges of vCPU count and memory size.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.vcpu_count == 0 || self.vcpu_count > MAX_VCPUS {
+            return err(format!("vcpu_count {} is out of range 1..={MAX_VCPUS}", self.vcpu_count));
+        }
+        if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&self.mem_size_mib) {
+            return err(format!(
+                "mem_size_mib {} is out of range {MIN_MEM_MIB}..={MAX_MEM_MIB}",
+                self.mem_size_mib
+            ));
+        }
+        if self.huge_pages && self.mem_size_mib % 2 != 0 {
+            return err("mem_size_mib must be a multiple of 2 with huge_pages");
+        }
+        Ok(())
+    }
+}
+
+impl BootSource {
+    /// Checks that the kernel (and initrd) files exist.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_file("kernel_image_path", &self.kernel_image_path)?;
+        if let Some(initrd) = &self.initrd_path {
+            check_file("initrd_path", initrd)?;
+        }
+        if let Some(args) = &self.boot_args {
+            if args.len() >= crate::arch::layout::CMDLINE_MAX_SIZE / 2 {
+                return err(format!("boot_args is {} bytes; at most {} are allowed", args.len(), crate::arch::layout::CMDLINE_MAX_SIZE / 2 - 1));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DriveConfig {
+    /// Checks the id and that the image exists.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_id("drive_id", &self.drive_id)?;
+        check_file("path_on_host", &self.path_on_host)
+    }
+}
+
+impl NetConfig {
+    /// Checks the id, that exactly one backend is given, and the MAC.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_id("iface_id", &self.iface_id)?;
+        match (&self.host_dev_name, &self.socket_path, &self.peer_socket_path) {
+            (Some(tap), None, None) => {
+                if tap.is_empty() || tap.len() >= 16 {
+                    return err(format!("host_dev_name {tap:?} must be 1 to 15 bytes"));
+                }
+            }
+            (None, Some(_), Some(_)) => {}
+            (None, Some(_), None) | (None, None, Some(_)) => {
+                return err("the datagram backend needs both socket_path and peer_socket_path")
+            }
+            (None, None, None) => {
+                return err("give a backend: host_dev_name (TAP) or socket_path + peer_socket_path")
+            }
+            _ => return err("give only one backend: host_dev_name or socket_path + peer_socket_path"),
+        }
+        if let Some(mac) = &self.guest_mac {
+            parse_mac(mac)?;
+        }
+        Ok(())
+    }
+}
+
+impl VmConfig {
+    /// Checks everything needed to boot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.machine.validate()?;
+        match &self.boot {
+            Some(b) => b.validate()?,
+            None => return err("no boot source: set boot-source.kernel_image_path"),
+        }
+        let mut ids = std::collections::HashSet::new();
+        for d in &self.drives {
+            d.validate()?;
+            if !ids.insert(d.drive_id.as_str()) {
+                return err(format!("drive_id {:?} is used twice", d.drive_id));
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for n in &self.nets {
+            n.validate()?;
+            if !ids.insert(n.iface_id.as_str()) {
+                return err(format!("iface_id {:?} is used twice", n.iface_id));
+            }
+        }
+        let count = self.drives.len() + self.nets.len();
+        let max = crate::arch::layout::VIRTIO_MAX_DEVICES as usize;
+        if count > max {
+            return err(format!("{count} virtio devices configured; at most {max} are supported"));
+        }
+        crate::serial_io::parse_output(self.serial.output.as_deref())
+            .map_err(|e| ConfigError(e.to_string()))?;
+        crate::serial_io::parse_input(self.serial.input.as_deref())
+            .map_err(|e| ConfigError(e.to_string()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_values_with_names() {
+        let m = MachineConfig { vcpu_count: 0, ..Default::default() };
+        assert!(m.validate().unwrap_err().0.contains("vcpu_count"));
+        let m = MachineConfig { mem_size_mib: 1, ..Default::default() };
+        assert!(m.validate().unwrap_err().0.contains("mem_size_mib"));
+        let b = BootSource { kernel_image_path: "/nonexistent/k".into(), boot_args: None, initrd_path: None };
+        assert!(b.validate().unwrap_err().0.contains("/nonexistent/k"));
+        assert!(parse_mac("06:00:00:00:00:01").is_ok());
+        assert!(parse_mac("07:00:00:00:00:01").is_err());
+        assert!(parse_mac("06:00:00:00:00").is_err());
+        let n = NetConfig { iface_id: "eth0".into(), host_dev_name: None, socket_path: None, peer_socket_path: None, guest_mac: None };
+        assert!(n.validate().unwrap_err().0.contains("backend"));
+        assert!(VmConfig::default().validate().unwrap_err().0.contains("boot source"));
+    }
+
+    #[test]
+    fn config_file_rejects_unknown_fields() {
+        let e = serde_json::from_str::<VmConfig>(r#"{"machine-config": {"vcpu_count": 1, "mem_size_mib": 64, "bogus": 1}}"#);
+        assert!(e.unwrap_err().to_string().contains("bogus"));
+    }
+}

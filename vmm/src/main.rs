@@ -1,3 +1,91 @@
-//! `reprise`: one VMM process per guest.
+//! `reprise`: one VMM process per guest, driven by an HTTP API on a Unix socket and/or a
+//! configuration file.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use vmm::api::{server, VmmControl};
+use vmm::config::VmConfig;
+use vmm::controller::Vmm;
+use vmm::event_loop::EventLoop;
+use vmm::supervisor::{self, Outcome};
+
+/// Reprise virtual machine monitor.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Serve the HTTP API on this Unix socket.
+    #[arg(long)]
+    api_sock: Option<PathBuf>,
+    /// Configure (and start) the VM from this JSON file.
+    #[arg(long)]
+    config_file: Option<PathBuf>,
+    /// Instance identifier reported by `GET /`.
+    #[arg(long, default_value = "reprise")]
+    id: String,
+    /// Log level: error, warn, info, debug, trace (RUST_LOG overrides).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn load_config(path: &PathBuf) -> Result<VmConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+fn run(args: Args) -> Result<ExitCode, String> {
+    if args.api_sock.is_none() && args.config_file.is_none() {
+        return Err("give --api-sock PATH, --config-file FILE, or both".into());
+    }
+    if vmm::vstate::vm::host_is_pvm() {
+        log::info!(
+            "host KVM is PVM: guest kernel-mode code is emulated (slow, and some instructions \
+             cannot run there); guest user-mode code runs natively"
+        );
+    }
+    let term = supervisor::install_term_handler().map_err(|e| format!("signals: {e}"))?;
+    let events = EventLoop::start().map_err(|e| e.to_string())?;
+    let vmm = Arc::new(Vmm::new(args.id, events).map_err(|e| e.to_string())?);
+    let api = match &args.api_sock {
+        Some(path) => Some(
+            server::start(path, vmm.clone() as Arc<dyn VmmControl>)
+                .map_err(|e| format!("API socket {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(path) = &args.config_file {
+        let config = load_config(path)?;
+        vmm.set_config(config).map_err(|e| e.message)?;
+        vmm.start().map_err(|e| e.message)?;
+    }
+    let outcome = supervisor::run(&vmm, &term, api.is_none());
+    if let Some(api) = api {
+        api.shutdown();
+    }
+    Ok(match outcome {
+        Outcome::Terminated => ExitCode::SUCCESS,
+        Outcome::VmStopped(reason) if reason.is_clean() => ExitCode::SUCCESS,
+        Outcome::VmStopped(reason) => {
+            eprintln!("reprise: {reason}");
+            ExitCode::FAILURE
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::new()
+        .parse_filters(&std::env::var("RUST_LOG").unwrap_or_else(|_| args.log_level.clone()))
+        .format_timestamp_micros()
+        .init();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("reprise: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Turns a validated [`VmConfig`] into a running VM.
+
+use std::sync::{Arc, Mutex};
+
+use devices::serial::SerialDevice;
+use devices::GuestMemory;
+use kvm_bindings::{kvm_lapic_state, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::VcpuFd;
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::arch::{cpuid, msr, regs};
+use crate::boot::{self, pvh, BootError, BootProtocol, BootRegs};
+use crate::config::{ConfigError, VmConfig};
+use crate::device_manager::{DeviceError, DeviceManager, Subscriber};
+use crate::serial_io::{self, ConsoleClient, ConsoleInput, SerialIoError};
+use crate::virtio_setup::{self, VirtioSetupError};
+use crate::vstate::memory::{create_guest_memory, MemoryError};
+use crate::vstate::vcpu::{self, VcpuContext, VcpuControl, VcpuHandle};
+use crate::vstate::vm::{Vm, VmError};
+
+/// Why the VM could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The configuration is incomplete or invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// Guest memory.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// KVM.
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// Kernel loading.
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    /// Device wiring.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// Serial console wiring.
+    #[error(transparent)]
+    Serial(#[from] SerialIoError),
+    /// A virtio device or its backend.
+    #[error(transparent)]
+    Virtio(#[from] VirtioSetupError),
+    /// vCPU setup.
+    #[error("vCPU {index}: {what} failed: {source}")]
+    Vcpu {
+        /// vCPU index.
+        index: u8,
+        /// Which step.
+        what: &'static str,
+        /// The errno.
+        source: kvm_ioctls::Error,
+    },
+    /// A thread or eventfd could not be created.
+    #[error("cannot start vCPU threads: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A VM whose vCPUs are running.
+pub struct RunningVm {
+    /// Guest RAM.
+    pub memory: GuestMemory,
+    /// The KVM VM.
+    pub vm: Vm,
+    /// vCPU threads.
+    pub vcpus: Vec<VcpuHandle>,
+    /// Run/pause/stop control of the vCPUs.
+    pub control: Arc<VcpuControl>,
+    /// Pulsed when the guest asks for a reset.
+    pub reset_evt: EventFd,
+    /// The UART.
+    pub serial: Arc<Mutex<SerialDevice>>,
+    /// Devices to register with the event loop.
+    pub subscribers: Vec<Subscriber>,
+    /// The final kernel command line.
+    pub cmdline: String,
+}
+
+fn vcpu_err(index: u8, what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> BuildError {
+    move |source| BuildError::Vcpu { index, what, source }
+}
+
+/// Sets LINT0 to ExtINT and LINT1 to NMI, as firmware would.
+fn set_lint(fd: &VcpuFd, index: u8) -> Result<(), BuildError> {
+    const APIC_LVT0: usize = 0x350;
+    const APIC_LVT1: usize = 0x360;
+    const MODE_EXTINT: u32 = 0x7;
+    const MODE_NMI: u32 = 0x4;
+    let mut lapic: kvm_lapic_state = fd.get_lapic().map_err(vcpu_err(index, "KVM_GET_LAPIC"))?;
+    for (reg, mode) in [(APIC_LVT0, MODE_EXTINT), (APIC_LVT1, MODE_NMI)] {
+        let bytes: [u8; 4] = std::array::from_fn(|i| lapic.regs[reg + i] as u8);
+        let value = (u32::from_le_bytes(bytes) & !0x700) | (mode << 8);
+        for (i, b) in value.to_le_bytes().iter().enumerate() {
+            lapic.regs[reg + i] = *b as libc::c_char;
+        }
+    }
+    fd.set_lapic(&lapic).map_err(vcpu_err(index, "KVM_SET_LAPIC"))
+}
+
+fn configure_vcpu(
+    vm: &Vm,
+    fd: &VcpuFd,
+    index: u8,
+    count: u8,
+    tsc_khz: Option<u32>,
+    boot: Option<&BootRegs>,
+) -> Result<(), BuildError> {
+    let mut cpuid = vm
+        .kvm()
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(vcpu_err(index, "KVM_GET_SUPPORTED_CPUID"))?;
+    cpuid::normalize(&mut cpuid, index, count, tsc_khz).map_err(|_| BuildError::Vcpu {
+        index,
+        what: "building CPUID",
+        source: kvm_ioctls::Error::new(libc::E2BIG),
+    })?;
+    fd.set_cpuid2(&cpuid).map_err(vcpu_err(index, "KVM_SET_CPUID2"))?;
+    let msrs = msr::boot_msrs().map_err(|_| BuildError::Vcpu {
+        index,
+        what: "building MSRs",
+        source: kvm_ioctls::Error::new(libc::E2BIG),
+    })?;
+    fd.set_msrs(&msrs).map_err(vcpu_err(index, "KVM_SET_MSRS"))?;
+    set_lint(fd, index)?;
+    if let Some(boot) = boot {
+        fd.set_regs(&boot.regs).map_err(vcpu_err(index, "KVM_SET_REGS"))?;
+        let mut sregs = fd.get_sregs().map_err(vcpu_err(index, "KVM_GET_SREGS"))?;
+        (boot.set_sregs)(&mut sregs);
+        fd.set_sregs(&sregs).map_err(vcpu_err(index, "KVM_SET_SREGS"))?;
+        fd.set_fpu(&regs::initial_fpu()).map_err(vcpu_err(index, "KVM_SET_FPU"))?;
+    }
+    Ok(())
+}
+
+/// Builds and starts the VM described by `config`.
+pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
+    config.validate()?;
+    let Some(boot_source) = config.boot.as_ref() else {
+        return Err(ConfigError("no boot source".into()).into());
+    };
+    let machine = &config.machine;
+    let memory = create_guest_memory(machine.mem_size_mib, machine.huge_pages)?;
+    let vm = Vm::new(&memory)?;
+    let mut dm = DeviceManager::new(&vm)?;
+
+    let client: ConsoleClient = Arc::new(Mutex::new(None));
+    let out_spec = serial_io::parse_output(config.serial.output.as_deref())?;
+    let (out, out_listener) = serial_io::open_output(&out_spec, &client)?;
+    let serial = dm.add_serial(&vm, out)?;
+    if let Some(listener) = out_listener {
+        let input: Subscriber =
+            Arc::new(Mutex::new(ConsoleInput::new(listener, client.clone(), serial.clone())));
+        dm.subscribers.push(input);
+    }
+    if let Some(path) = serial_io::parse_input(config.serial.input.as_deref())? {
+        if out_spec != serial_io::OutputSpec::Socket(path.clone()) {
+            let listener = serial_io::bind_socket(&path)?;
+            let own_client: ConsoleClient = Arc::new(Mutex::new(None));
+            let input: Subscriber =
+                Arc::new(Mutex::new(ConsoleInput::new(listener, own_client, serial.clone())));
+            dm.subscribers.push(input);
+        }
+    }
+    virtio_setup::attach_all(config, &vm, &memory, &mut dm)?;
+
+    let BootProtocol::Pvh { entry } = pvh::load_kernel(&memory, &boot_source.kernel_image_path)?;
+    let cmdline = pvh::build_cmdline(boot_source.boot_args.as_deref().unwrap_or(""), &dm.cmdline_entries)?;
+    let cmdline_text = cmdline
+        .as_cstring()
+        .map_err(|e| BootError::Cmdline(e.to_string()))?
+        .to_string_lossy()
+        .into_owned();
+    let boot_regs = pvh::configure(&memory, entry, &cmdline, boot_source.initrd_path.as_ref())?;
+    let _ = boot::BootProtocol::Pvh { entry };
+
+    let count = machine.vcpu_count;
+    let fds: Vec<VcpuFd> = (0..count)
+        .map(|i| vm.fd().create_vcpu(u64::from(i)).map_err(vcpu_err(i, "KVM_CREATE_VCPU")))
+        .collect::<Result<_, _>>()?;
+    let tsc_khz = fds[0].get_tsc_khz().ok();
+    for (i, fd) in fds.iter().enumerate() {
+        let i = i as u8;
+        configure_vcpu(&vm, fd, i, count, tsc_khz, (i == 0).then_some(&boot_regs))?;
+    }
+    let control = Arc::new(VcpuControl::new(usize::from(count)).map_err(BuildError::Thread)?);
+    let mut vcpus = Vec::new();
+    for (i, fd) in fds.into_iter().enumerate() {
+        let ctx = VcpuContext { pio: dm.pio.clone(), mmio: dm.mmio.clone(), control: control.clone() };
+        match vcpu::spawn(i as u8, fd, ctx) {
+            Ok(h) => vcpus.push(h),
+            Err(e) => {
+                vcpu::stop_all(&control, &mut vcpus);
+                return Err(BuildError::Thread(e));
+            }
+        }
+    }
+    log::info!("VM started: {count} vCPU(s), {} MiB, command line {cmdline_text:?}", machine.mem_size_mib);
+    Ok(RunningVm {
+        memory,
+        vm,
+        vcpus,
+        control,
+        reset_evt: dm.reset_evt,
+        serial,
+        subscribers: dm.subscribers,
+        cmdline: cmdline_text,
+    })
+}

@@ -1,0 +1,274 @@
+//! The VMM's lifecycle: configuring → running ⇄ paused → stopped, driven by the API, the
+//! config file, guest exits and signals. Implements [`VmmControl`] for the API server.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Mutex, MutexGuard};
+
+use event_manager::SubscriberId;
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::api::{ApiError, InstanceInfo, VmState, VmmControl};
+use crate::builder::{self, BuildError, RunningVm};
+use crate::config::{BootSource, DriveConfig, MachineConfig, NetConfig, VmConfig};
+use crate::event_loop::EventLoop;
+use crate::vstate::exit_report::ExitReason;
+use crate::vstate::vcpu;
+
+enum Phase {
+    Configuring,
+    Running { vm: RunningVm, paused: bool, subscriber_ids: Vec<SubscriberId> },
+    Stopped(ExitReason),
+}
+
+struct Inner {
+    config: VmConfig,
+    phase: Phase,
+}
+
+/// The VMM of one guest.
+pub struct Vmm {
+    id: String,
+    inner: Mutex<Inner>,
+    events: EventLoop,
+    /// Pulsed when a VM starts, so the supervisor picks up its exit events.
+    pub started_evt: EventFd,
+}
+
+/// Eventfds the supervisor watches for a running VM.
+pub struct ExitWatch {
+    /// The guest asked the i8042 for a reset.
+    pub reset: EventFd,
+    /// A vCPU stopped the VM.
+    pub vcpu_exit: EventFd,
+}
+
+fn build_error(e: BuildError) -> ApiError {
+    match e {
+        BuildError::Config(_) | BuildError::Boot(_) | BuildError::Serial(_) | BuildError::Virtio(_) => {
+            ApiError::bad_request(e.to_string())
+        }
+        _ => ApiError::internal(e.to_string()),
+    }
+}
+
+impl Vmm {
+    /// A VMM in the configuring phase.
+    pub fn new(id: String, events: EventLoop) -> std::io::Result<Self> {
+        Ok(Vmm {
+            id,
+            inner: Mutex::new(Inner { config: VmConfig::default(), phase: Phase::Configuring }),
+            events,
+            started_evt: EventFd::new(libc::EFD_NONBLOCK)?,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        devices::bus::lock(&self.inner)
+    }
+
+    /// Replaces the whole configuration (config-file launch).
+    pub fn set_config(&self, config: VmConfig) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        Self::configurable(&inner)?;
+        inner.config = config;
+        Ok(())
+    }
+
+    fn configurable(inner: &Inner) -> Result<(), ApiError> {
+        match inner.phase {
+            Phase::Configuring => Ok(()),
+            Phase::Running { .. } => {
+                Err(ApiError::conflict("the VM has started; its configuration can no longer change"))
+            }
+            Phase::Stopped(_) => {
+                Err(ApiError::conflict("the VM has stopped; its configuration can no longer change"))
+            }
+        }
+    }
+
+    /// Eventfds to watch while a VM runs (duplicates owned by the caller).
+    pub fn exit_watch(&self) -> Option<ExitWatch> {
+        let inner = self.lock();
+        match &inner.phase {
+            Phase::Running { vm, .. } => Some(ExitWatch {
+                reset: vm.reset_evt.try_clone().ok()?,
+                vcpu_exit: vm.control.exit_evt.try_clone().ok()?,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Stops the VM for `reason` (if it runs) and returns why it stopped, once it has.
+    pub fn finish(&self, reason: Option<ExitReason>) -> Option<ExitReason> {
+        let mut inner = self.lock();
+        let phase = std::mem::replace(&mut inner.phase, Phase::Configuring);
+        let (result, phase) = match phase {
+            Phase::Running { mut vm, subscriber_ids, .. } => {
+                let reason = reason.or_else(|| vm.control.exit_reason()).unwrap_or(ExitReason::Stopped);
+                vcpu::stop_all(&vm.control, &mut vm.vcpus);
+                let reason = vm.control.exit_reason().filter(|r| *r != ExitReason::Stopped).unwrap_or(reason);
+                if let Err(e) = self.events.remove(subscriber_ids) {
+                    log::warn!("{e}");
+                }
+                if let Err(e) = devices::bus::lock(&vm.serial).flush_output() {
+                    log::debug!("serial flush: {e}");
+                }
+                log::info!("VM stopped: {reason}");
+                (Some(reason.clone()), Phase::Stopped(reason))
+            }
+            Phase::Stopped(r) => (Some(r.clone()), Phase::Stopped(r)),
+            Phase::Configuring => (None, Phase::Configuring),
+        };
+        inner.phase = phase;
+        result
+    }
+
+    /// Raw fd of `started_evt`, for polling.
+    pub fn started_fd(&self) -> RawFd {
+        self.started_evt.as_raw_fd()
+    }
+}
+
+impl VmmControl for Vmm {
+    fn instance_info(&self) -> InstanceInfo {
+        let inner = self.lock();
+        let (state, exit_reason) = match &inner.phase {
+            Phase::Configuring => (VmState::NotStarted, None),
+            Phase::Running { vm, paused, .. } => match vm.control.exit_reason() {
+                Some(r) => (VmState::Stopped, Some(r.to_string())),
+                None if *paused => (VmState::Paused, None),
+                None => (VmState::Running, None),
+            },
+            Phase::Stopped(r) => (VmState::Stopped, Some(r.to_string())),
+        };
+        InstanceInfo {
+            id: self.id.clone(),
+            state,
+            vmm_version: env!("CARGO_PKG_VERSION").to_string(),
+            app_name: "reprise".to_string(),
+            exit_reason,
+        }
+    }
+
+    fn vm_config(&self) -> VmConfig {
+        self.lock().config.clone()
+    }
+
+    fn put_machine_config(&self, config: MachineConfig) -> Result<(), ApiError> {
+        config.validate().map_err(|e| ApiError::bad_request(e.0))?;
+        let mut inner = self.lock();
+        Self::configurable(&inner)?;
+        inner.config.machine = config;
+        Ok(())
+    }
+
+    fn put_boot_source(&self, boot: BootSource) -> Result<(), ApiError> {
+        boot.validate().map_err(|e| ApiError::bad_request(e.0))?;
+        let mut inner = self.lock();
+        Self::configurable(&inner)?;
+        inner.config.boot = Some(boot);
+        Ok(())
+    }
+
+    fn put_drive(&self, drive: DriveConfig) -> Result<(), ApiError> {
+        drive.validate().map_err(|e| ApiError::bad_request(e.0))?;
+        let mut inner = self.lock();
+        Self::configurable(&inner)?;
+        let drives = &mut inner.config.drives;
+        match drives.iter_mut().find(|d| d.drive_id == drive.drive_id) {
+            Some(d) => *d = drive,
+            None => drives.push(drive),
+        }
+        Ok(())
+    }
+
+    fn put_net(&self, net: NetConfig) -> Result<(), ApiError> {
+        net.validate().map_err(|e| ApiError::bad_request(e.0))?;
+        let mut inner = self.lock();
+        Self::configurable(&inner)?;
+        let nets = &mut inner.config.nets;
+        match nets.iter_mut().find(|n| n.iface_id == net.iface_id) {
+            Some(n) => *n = net,
+            None => nets.push(net),
+        }
+        Ok(())
+    }
+
+    fn start(&self) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        match inner.phase {
+            Phase::Configuring => {}
+            Phase::Running { .. } => return Err(ApiError::conflict("the VM is already running")),
+            Phase::Stopped(_) => {
+                return Err(ApiError::conflict("the VM has stopped and cannot be started again"))
+            }
+        }
+        let mut vm = builder::build_and_start(&inner.config).map_err(build_error)?;
+        let subscribers = std::mem::take(&mut vm.subscribers);
+        let subscriber_ids = match self.events.add(subscribers) {
+            Ok(ids) => ids,
+            Err(e) => {
+                vcpu::stop_all(&vm.control, &mut vm.vcpus);
+                return Err(ApiError::internal(e.to_string()));
+            }
+        };
+        inner.phase = Phase::Running { vm, paused: false, subscriber_ids };
+        if let Err(e) = self.started_evt.write(1) {
+            log::error!("cannot wake the supervisor: {e}");
+        }
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), ApiError> {
+        {
+            let inner = self.lock();
+            match inner.phase {
+                Phase::Running { .. } => {}
+                Phase::Configuring => return Err(ApiError::conflict("the VM has not been started")),
+                Phase::Stopped(_) => return Err(ApiError::conflict("the VM has already stopped")),
+            }
+        }
+        self.finish(Some(ExitReason::Stopped));
+        Ok(())
+    }
+
+    fn pause(&self) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        match &mut inner.phase {
+            Phase::Running { vm, paused, .. } => {
+                if vm.control.exit_reason().is_some() {
+                    return Err(ApiError::conflict("the VM has stopped and cannot be paused"));
+                }
+                if !*paused {
+                    if !vcpu::pause_all(&vm.control, &vm.vcpus) {
+                        return Err(ApiError::internal("a vCPU did not acknowledge the pause in time"));
+                    }
+                    *paused = true;
+                }
+                Ok(())
+            }
+            Phase::Configuring => Err(ApiError::conflict("the VM has not been started; nothing to pause")),
+            Phase::Stopped(_) => Err(ApiError::conflict("the VM has stopped and cannot be paused")),
+        }
+    }
+
+    fn resume(&self) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        match &mut inner.phase {
+            Phase::Running { vm, paused, .. } => {
+                if vm.control.exit_reason().is_some() {
+                    return Err(ApiError::conflict("the VM has stopped and cannot be resumed"));
+                }
+                if *paused {
+                    if !vcpu::resume_all(&vm.control) {
+                        return Err(ApiError::internal("a vCPU did not acknowledge the resume in time"));
+                    }
+                    *paused = false;
+                }
+                Ok(())
+            }
+            Phase::Configuring => Err(ApiError::conflict("the VM has not been started; nothing to resume")),
+            Phase::Stopped(_) => Err(ApiError::conflict("the VM has stopped and cannot be resumed")),
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Places devices on the buses and wires them to KVM: serial and i8042 on port I/O, virtio
+//! devices in MMIO windows with an irqfd each and an ioeventfd per queue.
+
+use std::sync::{Arc, Mutex};
+
+use devices::bus::Bus;
+use devices::i8042::{I8042, I8042_PORT, I8042_PORT_COUNT};
+use devices::serial::{SerialDevice, COM1_GSI, COM1_PORT, UART_PORT_COUNT};
+use devices::virtio::{MmioTransport, VirtioDevice, VirtioInterrupt};
+use devices::GuestMemory;
+use event_manager::MutEventSubscriber;
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::arch::layout;
+use crate::vstate::vm::{Vm, VmError};
+
+/// Offset of the QueueNotify register in a virtio-mmio window.
+const QUEUE_NOTIFY_OFFSET: u64 = 0x50;
+/// Size of each virtio-mmio window.
+pub const MMIO_WINDOW_SIZE: u64 = 0x1000;
+
+/// A device that lives on the event loop.
+pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
+
+/// Why a device could not be attached.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// An eventfd could not be created.
+    #[error("cannot create an eventfd: {0}")]
+    EventFd(std::io::Error),
+    /// A KVM wiring call failed.
+    #[error(transparent)]
+    Kvm(#[from] VmError),
+    /// The bus refused the range.
+    #[error(transparent)]
+    Bus(#[from] devices::bus::BusError),
+    /// No more MMIO windows / interrupt lines.
+    #[error("too many virtio devices: at most {0} are supported")]
+    TooMany(u32),
+}
+
+fn eventfd() -> Result<EventFd, DeviceError> {
+    EventFd::new(libc::EFD_NONBLOCK).map_err(DeviceError::EventFd)
+}
+
+/// The devices of one VM and the buses they sit on.
+pub struct DeviceManager {
+    /// Port I/O bus.
+    pub pio: Bus,
+    /// MMIO bus.
+    pub mmio: Bus,
+    /// Event-loop subscribers to register (virtio devices, console input).
+    pub subscribers: Vec<Subscriber>,
+    /// `virtio_mmio.device=` command-line entries, in attach order.
+    pub cmdline_entries: Vec<String>,
+    /// Pulsed when the guest asks the i8042 for a reset.
+    pub reset_evt: EventFd,
+    /// The UART, for console input and flushing.
+    pub serial: Option<Arc<Mutex<SerialDevice>>>,
+    next_slot: u32,
+}
+
+impl DeviceManager {
+    /// Empty buses; an i8042 whose reset pulses `reset_evt`.
+    pub fn new(vm: &Vm) -> Result<Self, DeviceError> {
+        let reset_evt = eventfd()?;
+        let mut pio = Bus::new();
+        let reset_line = Arc::new(reset_evt.try_clone().map_err(DeviceError::EventFd)?);
+        pio.insert(Arc::new(Mutex::new(I8042::new(reset_line))), I8042_PORT, I8042_PORT_COUNT)?;
+        let _ = vm;
+        Ok(DeviceManager {
+            pio,
+            mmio: Bus::new(),
+            subscribers: Vec::new(),
+            cmdline_entries: Vec::new(),
+            reset_evt,
+            serial: None,
+            next_slot: 0,
+        })
+    }
+
+    /// Adds COM1 writing guest output to `out`.
+    pub fn add_serial(
+        &mut self,
+        vm: &Vm,
+        out: Box<dyn std::io::Write + Send>,
+    ) -> Result<Arc<Mutex<SerialDevice>>, DeviceError> {
+        let irq = eventfd()?;
+        vm.register_irqfd(&irq, COM1_GSI)?;
+        let serial = Arc::new(Mutex::new(SerialDevice::new(Arc::new(irq), out)));
+        self.pio.insert(serial.clone(), COM1_PORT, UART_PORT_COUNT)?;
+        self.serial = Some(serial.clone());
+        Ok(serial)
+    }
+
+    /// Puts a virtio device in the next MMIO window with its own GSI, binds its queue
+    /// eventfds to the QueueNotify register, and queues it for the event loop.
+    pub fn add_virtio<D>(
+        &mut self,
+        vm: &Vm,
+        mem: &GuestMemory,
+        device: Arc<Mutex<D>>,
+    ) -> Result<(), DeviceError>
+    where
+        D: VirtioDevice + MutEventSubscriber + 'static,
+    {
+        if self.next_slot >= layout::VIRTIO_MAX_DEVICES {
+            return Err(DeviceError::TooMany(layout::VIRTIO_MAX_DEVICES));
+        }
+        let base = layout::VIRTIO_MMIO_BASE + u64::from(self.next_slot) * MMIO_WINDOW_SIZE;
+        let gsi = layout::VIRTIO_GSI_BASE + self.next_slot;
+        let irq = eventfd()?;
+        vm.register_irqfd(&irq, gsi)?;
+        {
+            let dev = devices::bus::lock(&device);
+            for (index, evt) in dev.queue_events().iter().enumerate() {
+                vm.register_mmio_ioevent(evt, base + QUEUE_NOTIFY_OFFSET, index as u32)?;
+            }
+        }
+        let interrupt = Arc::new(VirtioInterrupt::new(Box::new(irq)));
+        let as_virtio: Arc<Mutex<dyn VirtioDevice>> = device.clone();
+        let transport = MmioTransport::new(as_virtio, mem.clone(), interrupt);
+        self.mmio.insert(Arc::new(Mutex::new(transport)), base, MMIO_WINDOW_SIZE)?;
+        self.subscribers.push(device);
+        self.cmdline_entries.push(format!("virtio_mmio.device=4K@{base:#x}:{gsi}"));
+        self.next_slot += 1;
+        Ok(())
+    }
+}
