@@ -9,9 +9,11 @@ use crate::api::ApiError;
 /// 415 Unsupported Media Type.
 const UNSUPPORTED_MEDIA_TYPE: u16 = 415;
 
-/// Whether a `Content-Type` value denotes JSON: `application/json` or any `+json` type,
-/// with or without parameters such as `charset`.
-pub(super) fn is_json_media_type(content_type: &[u8]) -> bool {
+/// Whether a body sent with this `Content-Type` is decoded as JSON: `application/json` or
+/// any `+json` type, with or without parameters such as `charset`. Also
+/// `application/x-www-form-urlencoded`, because that is what `curl -d` sends unless told
+/// otherwise; the body must still be JSON.
+pub(super) fn is_accepted_media_type(content_type: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(content_type) else {
         return false;
     };
@@ -22,6 +24,7 @@ pub(super) fn is_json_media_type(content_type: &[u8]) -> bool {
         .trim()
         .to_ascii_lowercase();
     essence == "application/json"
+        || essence == "application/x-www-form-urlencoded"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
@@ -34,7 +37,7 @@ pub(super) fn parse_body<T: DeserializeOwned>(
     what: &str,
 ) -> Result<T, ApiError> {
     if let Some(content_type) = request.content_type {
-        if !is_json_media_type(content_type) {
+        if !is_accepted_media_type(content_type) {
             return Err(ApiError {
                 status: UNSUPPORTED_MEDIA_TYPE,
                 message: format!(
@@ -55,21 +58,24 @@ pub(super) fn parse_body<T: DeserializeOwned>(
     }
 
     let mut deserializer = serde_json::Deserializer::from_slice(request.body);
-    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." || path.is_empty() {
-            ApiError::bad_request(format!("invalid {what} body: {}", e.inner()))
-        } else {
-            ApiError::bad_request(format!(
-                "invalid {what} body: field `{path}`: {}",
-                e.inner()
-            ))
-        }
-    })?;
+    let value: T = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|e| ApiError::bad_request(format!("invalid {what} body: {}", describe(&e))))?;
     deserializer
         .end()
         .map_err(|e| ApiError::bad_request(format!("invalid {what} body: {e}")))?;
     Ok(value)
+}
+
+/// serde's explanation, prefixed with the path of the field at fault unless the explanation
+/// already names it (as it does for an unknown field at the top level).
+fn describe(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = error.path().to_string();
+    let inner = error.inner().to_string();
+    if path == "." || path.is_empty() || inner.starts_with(&format!("unknown field `{path}`")) {
+        inner
+    } else {
+        format!("field `{path}`: {inner}")
+    }
 }
 
 #[cfg(test)]
@@ -77,14 +83,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_media_types() {
-        assert!(is_json_media_type(b"application/json"));
-        assert!(is_json_media_type(b"Application/JSON; charset=utf-8"));
-        assert!(is_json_media_type(b"application/merge-patch+json"));
-        assert!(!is_json_media_type(b"text/plain"));
-        assert!(!is_json_media_type(b"application/x-www-form-urlencoded"));
-        assert!(!is_json_media_type(b"text/json+xml"));
-        assert!(!is_json_media_type(b"\xff"));
-        assert!(!is_json_media_type(b""));
+    fn accepted_media_types() {
+        assert!(is_accepted_media_type(b"application/json"));
+        assert!(is_accepted_media_type(b"Application/JSON; charset=utf-8"));
+        assert!(is_accepted_media_type(b"application/merge-patch+json"));
+        assert!(!is_accepted_media_type(b"text/plain"));
+        assert!(is_accepted_media_type(b"application/x-www-form-urlencoded"));
+        assert!(!is_accepted_media_type(b"multipart/form-data; boundary=x"));
+        assert!(!is_accepted_media_type(b"text/json+xml"));
+        assert!(!is_accepted_media_type(b"\xff"));
+        assert!(!is_accepted_media_type(b""));
     }
 }
