@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 use vmm::api::routes::{ActionType, InstanceAction, VmStateChange, VmStatePatch};
 use vmm::api::InstanceInfo;
-use vmm::config::{BootSource, DriveConfig, MachineConfig, NetConfig, VmConfig};
+use vmm::config::{BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig, VmConfig};
 
 /// How long one exchange may take, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -101,6 +101,28 @@ pub fn request(
     path: &str,
     body: Option<&Value>,
 ) -> Result<(u16, Option<Value>), ClientError> {
+    let body = body.map(Value::to_string);
+    send(sock, method, path, body.as_deref().map(str::as_bytes))
+}
+
+/// Like [`request`], but sends `body` exactly as given (as `application/json`), so that
+/// malformed bodies can be sent too.
+pub fn request_raw(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, Option<Value>), ClientError> {
+    send(sock, method, path, Some(body))
+}
+
+/// Sends one request with an optional JSON body.
+fn send(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> Result<(u16, Option<Value>), ClientError> {
     let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
         .map_err(|_| ClientError::InvalidMethod(method.to_string()))?;
     let mut builder = Request::builder()
@@ -110,14 +132,13 @@ pub fn request(
     if body.is_some() {
         builder = builder.header(CONTENT_TYPE, "application/json");
     }
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let http_request =
-        builder
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| ClientError::InvalidPath {
-                path: path.to_string(),
-                reason: e.to_string(),
-            })?;
+    let body = Bytes::copy_from_slice(body.unwrap_or_default());
+    let http_request = builder
+        .body(Full::new(body))
+        .map_err(|e| ClientError::InvalidPath {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -282,6 +303,11 @@ impl Client {
             &format!("/network-interfaces/{}", encode_path_segment(&net.iface_id)),
             net,
         )
+    }
+
+    /// `PUT /serial`.
+    pub fn put_serial(&self, serial: &SerialConfig) -> Result<(), ClientError> {
+        self.send("PUT", "/serial", serial)
     }
 
     /// `PUT /actions {"action_type": ...}`.

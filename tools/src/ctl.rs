@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use vmm::api::routes::{ActionType, VmStateChange};
-use vmm::config::{BootSource, DriveConfig, MachineConfig, NetConfig};
+use vmm::config::{BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig};
 
 use crate::api_client::{Client, ClientError};
 
@@ -99,6 +99,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             peer_socket_path: net.peer.as_deref().map(absolute).transpose()?,
             guest_mac: net.mac,
         })?),
+        Command::Serial { output, input } => {
+            Ok(client.put_serial(&SerialConfig { output, input })?)
+        }
         Command::Raw { method, path, body } => {
             let body = body.map(|b| read_body(&b)).transpose()?;
             match client.call(&method, &path, body.as_ref())? {

@@ -8,7 +8,7 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
 use common::{Call, Fixture, TempDir};
-use reprise_tools::api_client::{request, Client, ClientError};
+use reprise_tools::api_client::{request, request_raw, Client, ClientError};
 use serde_json::json;
 use vmm::api::routes::{ActionType, VmStateChange};
 use vmm::api::VmState;
@@ -42,6 +42,28 @@ fn raw_requests_return_status_and_body() {
 
     let (status, _) = request(&fixture.sock, "DELETE", "/vm", None).unwrap();
     assert_eq!(status, 405);
+
+    let (status, body) = request_raw(
+        &fixture.sock,
+        "PUT",
+        "/machine-config",
+        b"{\"vcpu_count\": 1,",
+    )
+    .unwrap();
+    assert_eq!(status, 400);
+    assert!(body.unwrap()["fault_message"]
+        .as_str()
+        .unwrap()
+        .contains("line 1"));
+    let body = br#"{"output": "null"}"#;
+    assert_eq!(
+        request_raw(&fixture.sock, "PUT", "/serial", body).unwrap(),
+        (204, None)
+    );
+    assert!(
+        fixture.mock.calls().len() == 2,
+        "the machine config and the serial console"
+    );
 }
 
 #[test]

@@ -70,6 +70,15 @@ pub enum Command {
     /// Block devices.
     #[command(subcommand)]
     Drive(DriveCommand),
+    /// Set where the serial console's output goes and its input comes from (before start).
+    Serial {
+        /// `stdout`, `null`, `file:PATH` or `socket:PATH` (default: stdout).
+        #[arg(long, value_name = "SPEC")]
+        output: Option<String>,
+        /// `socket:PATH`: clients of this Unix stream socket type into the console.
+        #[arg(long, value_name = "SPEC")]
+        input: Option<String>,
+    },
     /// Network interfaces.
     #[command(subcommand)]
     Net(NetCommand),

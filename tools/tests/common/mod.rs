@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use vmm::api::server::{self, ApiServer};
 use vmm::api::{ApiError, InstanceInfo, VmState, VmmControl};
-use vmm::config::{BootSource, DriveConfig, MachineConfig, NetConfig, VmConfig};
+use vmm::config::{BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig, VmConfig};
 
 /// A call the mock received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,7 @@ pub enum Call {
     BootSource(BootSource),
     Drive(DriveConfig),
     Net(NetConfig),
+    Serial(SerialConfig),
     Start,
     Stop,
     Pause,
@@ -114,6 +115,10 @@ impl VmmControl for Mock {
             c.nets.retain(|n| n.iface_id != net.iface_id);
             c.nets.push(net)
         })
+    }
+
+    fn put_serial(&self, serial: SerialConfig) -> Result<(), ApiError> {
+        self.configure(Call::Serial(serial.clone()), |c| c.serial = serial)
     }
 
     fn start(&self) -> Result<(), ApiError> {

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::{ApiError, VmmControl};
-use crate::config::{BootSource, DriveConfig, MachineConfig, NetConfig};
+use crate::config::{BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig};
 
 mod bodies;
 mod json;
@@ -38,6 +38,8 @@ pub enum Operation {
     PutDrive,
     /// `PUT /network-interfaces/{iface_id}`: [`VmmControl::put_net`].
     PutNetworkInterface,
+    /// `PUT /serial`: [`VmmControl::put_serial`].
+    PutSerial,
     /// `PUT /actions`: [`VmmControl::start`] or [`VmmControl::stop`].
     PutAction,
     /// `PATCH /vm`: [`VmmControl::pause`] or [`VmmControl::resume`].
@@ -109,6 +111,14 @@ pub const ROUTES: &[Route] = &[
         summary: "Add or replace a network interface (before start)",
         success_status: 204,
         operation: Operation::PutNetworkInterface,
+    },
+    Route {
+        method: "PUT",
+        path: "/serial",
+        summary:
+            "Set where the serial console's output goes and its input comes from (before start)",
+        success_status: 204,
+        operation: Operation::PutSerial,
     },
     Route {
         method: "PUT",
@@ -319,6 +329,11 @@ fn handle(
             let net: NetConfig = json::parse_body(request, "NetConfig")?;
             check_same_id(&id, &net.iface_id, "iface_id")?;
             control.put_net(net)?;
+            ok()
+        }
+        Operation::PutSerial => {
+            let serial: SerialConfig = json::parse_body(request, "SerialConfig")?;
+            control.put_serial(serial)?;
             ok()
         }
         Operation::PutAction => {

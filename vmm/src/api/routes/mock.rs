@@ -5,7 +5,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::api::{ApiError, InstanceInfo, VmState, VmmControl};
 use crate::config::{
-    BootSource, DriveConfig, MachineConfig, NetConfig, VmConfig, MAX_VCPUS, MIN_MEM_MIB,
+    BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig, VmConfig, MAX_VCPUS,
+    MIN_MEM_MIB,
 };
 
 /// One recorded call on the mock.
@@ -15,6 +16,7 @@ pub(crate) enum Call {
     BootSource(BootSource),
     Drive(DriveConfig),
     Net(NetConfig),
+    Serial(SerialConfig),
     Start,
     Stop,
     Pause,
@@ -159,6 +161,13 @@ impl VmmControl for MockControl {
         Self::before_start(&inner, "network interfaces")?;
         inner.config.nets.retain(|n| n.iface_id != net.iface_id);
         inner.config.nets.push(net);
+        Ok(())
+    }
+
+    fn put_serial(&self, serial: SerialConfig) -> Result<(), ApiError> {
+        let mut inner = self.enter(Call::Serial(serial.clone()))?;
+        Self::before_start(&inner, "the serial console")?;
+        inner.config.serial = serial;
         Ok(())
     }
 

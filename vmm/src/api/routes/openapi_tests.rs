@@ -44,6 +44,7 @@ fn schemas_of(operation: Operation) -> (Option<&'static str>, Option<&'static st
         Operation::PutBootSource => (Some("BootSource"), None),
         Operation::PutDrive => (Some("DriveConfig"), None),
         Operation::PutNetworkInterface => (Some("NetConfig"), None),
+        Operation::PutSerial => (Some("SerialConfig"), None),
         Operation::PutAction => (Some("InstanceAction"), None),
         Operation::PatchVm => (Some("VmStatePatch"), None),
     }

@@ -124,6 +124,70 @@ fn path_and_body_ids_must_agree() {
 }
 
 #[test]
+fn put_serial() {
+    let control = MockControl::default();
+    let body = r#"{"output": "file:/tmp/console.log"}"#;
+    assert_eq!(send(&control, "PUT", "/serial", body).status, 204);
+    let response = send(&control, "GET", "/vm/config", "");
+    assert_eq!(
+        body_json(&response)["serial"]["output"],
+        json!("file:/tmp/console.log")
+    );
+    let response = send(&control, "PUT", "/serial", r#"{"output": 1}"#);
+    assert_eq!(response.status, 400);
+    assert!(fault(&response).contains("output"));
+}
+
+/// A controller that implements only what `VmmControl` requires.
+struct Minimal;
+
+impl VmmControl for Minimal {
+    fn instance_info(&self) -> crate::api::InstanceInfo {
+        unimplemented!()
+    }
+    fn vm_config(&self) -> VmConfig {
+        VmConfig::default()
+    }
+    fn put_machine_config(&self, _: MachineConfig) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn put_boot_source(&self, _: BootSource) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn put_drive(&self, _: DriveConfig) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn put_net(&self, _: NetConfig) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn start(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn stop(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn pause(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn resume(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn serial_is_501_where_the_controller_does_not_support_it() {
+    let request = ApiRequest {
+        method: "PUT",
+        path: "/serial",
+        content_type: JSON,
+        body: b"{}",
+    };
+    let response = dispatch(&Minimal, &request);
+    assert_eq!(response.status, 501);
+    assert!(fault(&response).contains("serial"));
+}
+
+#[test]
 fn actions_and_vm_state() {
     let control = MockControl::default();
     assert_eq!(
