@@ -91,7 +91,10 @@ pub trait VmmControl: Send + Sync + 'static {
     fn put_net(&self, net: NetConfig) -> Result<(), ApiError>;
     /// `PUT /serial` (before start): where the console's output goes and input comes from.
     fn put_serial(&self, _serial: SerialConfig) -> Result<(), ApiError> {
-        Err(ApiError { status: 501, message: "this VMM cannot configure the serial console".into() })
+        Err(ApiError {
+            status: 501,
+            message: "this VMM cannot configure the serial console".into(),
+        })
     }
     /// `PUT /actions {"action_type": "InstanceStart"}`.
     fn start(&self) -> Result<(), ApiError>;
