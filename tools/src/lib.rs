@@ -1,1 +1,4 @@
 //! Command-line tools for Reprise.
+
+pub mod api_client;
+pub mod ctl;

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{BootSource, DriveConfig, MachineConfig, NetConfig, VmConfig};
+use crate::config::{BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig, VmConfig};
 
 pub mod routes;
 pub mod server;
@@ -89,6 +89,13 @@ pub trait VmmControl: Send + Sync + 'static {
     fn put_drive(&self, drive: DriveConfig) -> Result<(), ApiError>;
     /// `PUT /network-interfaces/{id}` (before start only); replaces one with the same id.
     fn put_net(&self, net: NetConfig) -> Result<(), ApiError>;
+    /// `PUT /serial` (before start): where the console's output goes and input comes from.
+    fn put_serial(&self, _serial: SerialConfig) -> Result<(), ApiError> {
+        Err(ApiError {
+            status: 501,
+            message: "this VMM cannot configure the serial console".into(),
+        })
+    }
     /// `PUT /actions {"action_type": "InstanceStart"}`.
     fn start(&self) -> Result<(), ApiError>;
     /// `PUT /actions {"action_type": "InstanceStop"}`: stops the vCPUs for good.

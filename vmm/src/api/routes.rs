@@ -1,1 +1,389 @@
-//! Routing of API requests.
+//! Routing of API requests: the route table ([`ROUTES`]) and [`dispatch`], which turns one
+//! parsed HTTP request into calls on a [`VmmControl`] and an [`ApiResponse`].
+//!
+//! Nothing here knows about sockets or hyper; [`super::server`] does the HTTP framing.
+
+use serde::Serialize;
+
+use super::{ApiError, VmmControl};
+use crate::config::{BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig};
+
+mod bodies;
+mod json;
+mod path;
+
+#[cfg(test)]
+pub(crate) mod mock;
+#[cfg(test)]
+mod openapi_tests;
+#[cfg(test)]
+mod tests;
+
+pub use bodies::{ActionType, ErrorBody, InstanceAction, VmStateChange, VmStatePatch};
+
+/// What a route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `GET /`: [`VmmControl::instance_info`].
+    GetInstanceInfo,
+    /// `GET /vm/config`: [`VmmControl::vm_config`].
+    GetVmConfig,
+    /// `GET /machine-config`: the `machine-config` part of [`VmmControl::vm_config`].
+    GetMachineConfig,
+    /// `PUT /machine-config`: [`VmmControl::put_machine_config`].
+    PutMachineConfig,
+    /// `PUT /boot-source`: [`VmmControl::put_boot_source`].
+    PutBootSource,
+    /// `PUT /drives/{drive_id}`: [`VmmControl::put_drive`].
+    PutDrive,
+    /// `PUT /network-interfaces/{iface_id}`: [`VmmControl::put_net`].
+    PutNetworkInterface,
+    /// `PUT /serial`: [`VmmControl::put_serial`].
+    PutSerial,
+    /// `PUT /actions`: [`VmmControl::start`] or [`VmmControl::stop`].
+    PutAction,
+    /// `PATCH /vm`: [`VmmControl::pause`] or [`VmmControl::resume`].
+    PatchVm,
+}
+
+/// One entry of the route table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// HTTP method, upper case.
+    pub method: &'static str,
+    /// Path template; `{name}` stands for one path segment.
+    pub path: &'static str,
+    /// One-line summary, the same as the operation's `summary` in `docs/openapi.yaml`.
+    pub summary: &'static str,
+    /// Status of a successful response.
+    pub success_status: u16,
+    /// What the route does.
+    pub operation: Operation,
+}
+
+/// Every route the API serves. `docs/openapi.yaml` documents exactly these (a test checks).
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/",
+        summary: "Get the instance's identity and lifecycle state",
+        success_status: 200,
+        operation: Operation::GetInstanceInfo,
+    },
+    Route {
+        method: "GET",
+        path: "/vm/config",
+        summary: "Get the whole VM configuration",
+        success_status: 200,
+        operation: Operation::GetVmConfig,
+    },
+    Route {
+        method: "GET",
+        path: "/machine-config",
+        summary: "Get the vCPU and memory configuration",
+        success_status: 200,
+        operation: Operation::GetMachineConfig,
+    },
+    Route {
+        method: "PUT",
+        path: "/machine-config",
+        summary: "Set the vCPU and memory configuration (before start)",
+        success_status: 204,
+        operation: Operation::PutMachineConfig,
+    },
+    Route {
+        method: "PUT",
+        path: "/boot-source",
+        summary: "Set the kernel, command line and initrd (before start)",
+        success_status: 204,
+        operation: Operation::PutBootSource,
+    },
+    Route {
+        method: "PUT",
+        path: "/drives/{drive_id}",
+        summary: "Add or replace a block device (before start)",
+        success_status: 204,
+        operation: Operation::PutDrive,
+    },
+    Route {
+        method: "PUT",
+        path: "/network-interfaces/{iface_id}",
+        summary: "Add or replace a network interface (before start)",
+        success_status: 204,
+        operation: Operation::PutNetworkInterface,
+    },
+    Route {
+        method: "PUT",
+        path: "/serial",
+        summary:
+            "Set where the serial console's output goes and its input comes from (before start)",
+        success_status: 204,
+        operation: Operation::PutSerial,
+    },
+    Route {
+        method: "PUT",
+        path: "/actions",
+        summary: "Start or stop the instance",
+        success_status: 204,
+        operation: Operation::PutAction,
+    },
+    Route {
+        method: "PATCH",
+        path: "/vm",
+        summary: "Pause or resume the VM",
+        success_status: 204,
+        operation: Operation::PatchVm,
+    },
+];
+
+/// One request, as the server parsed it.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRequest<'a> {
+    /// HTTP method, e.g. `PUT`.
+    pub method: &'a str,
+    /// Request path without the query string, e.g. `/drives/root`.
+    pub path: &'a str,
+    /// Raw `Content-Type` header value, if one was sent.
+    pub content_type: Option<&'a [u8]>,
+    /// The whole request body (empty if none).
+    pub body: &'a [u8],
+}
+
+/// The response to one request, before HTTP framing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// JSON body, if any.
+    pub body: Option<Vec<u8>>,
+    /// Value of the `Allow` header (for 405 responses).
+    pub allow: Option<String>,
+}
+
+impl ApiResponse {
+    /// 204 No Content.
+    pub fn no_content() -> Self {
+        ApiResponse {
+            status: 204,
+            body: None,
+            allow: None,
+        }
+    }
+
+    /// `status` with `value` serialized as the JSON body (500 if it cannot be serialized).
+    pub fn json<T: Serialize>(status: u16, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => ApiResponse {
+                status,
+                body: Some(body),
+                allow: None,
+            },
+            Err(e) => Self::error(&ApiError::internal(format!(
+                "the response could not be encoded as JSON: {e}"
+            ))),
+        }
+    }
+
+    /// An error response: `{"fault_message": ...}` with the error's status. A status outside
+    /// 400..=599 (a bug in whoever produced the error) is reported as 500.
+    pub fn error(error: &ApiError) -> Self {
+        let status = if (400..=599).contains(&error.status) {
+            error.status
+        } else {
+            500
+        };
+        let body = ErrorBody {
+            fault_message: error.message.clone(),
+        };
+        // A struct with one string field always serializes.
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        ApiResponse {
+            status,
+            body: Some(body),
+            allow: None,
+        }
+    }
+}
+
+/// Why no route was selected.
+enum RouteMiss {
+    /// No template matches the path.
+    NotFound,
+    /// Templates match the path, but with other methods (listed, `Allow`-style).
+    MethodNotAllowed(String),
+}
+
+/// Finds the route for `method` and `path`, with its raw path parameter.
+fn find_route<'p>(
+    method: &str,
+    path: &'p str,
+) -> Result<(&'static Route, Option<&'p str>), RouteMiss> {
+    let mut allowed: Vec<&'static str> = Vec::new();
+    for route in ROUTES {
+        if let Some(param) = path::match_template(route.path, path) {
+            if route.method == method {
+                return Ok((route, param));
+            }
+            if !allowed.contains(&route.method) {
+                allowed.push(route.method);
+            }
+        }
+    }
+    if allowed.is_empty() {
+        Err(RouteMiss::NotFound)
+    } else {
+        allowed.sort_unstable();
+        Err(RouteMiss::MethodNotAllowed(allowed.join(", ")))
+    }
+}
+
+/// Handles one request: routes it, decodes its body, calls `control`, and builds the
+/// response. Never panics on any input (a panicking `control` is the caller's to catch).
+pub fn dispatch(control: &dyn VmmControl, request: &ApiRequest<'_>) -> ApiResponse {
+    match find_route(request.method, request.path) {
+        Ok((route, param)) => match handle(control, route, param, request) {
+            Ok(response) => response,
+            Err(error) => ApiResponse::error(&error),
+        },
+        Err(RouteMiss::NotFound) => ApiResponse::error(&ApiError::not_found(format!(
+            "no API resource at `{}`; the API serves {}",
+            request.path,
+            known_paths()
+        ))),
+        Err(RouteMiss::MethodNotAllowed(allow)) => {
+            let error = ApiError {
+                status: 405,
+                message: format!(
+                    "method {} is not allowed on `{}`; allowed: {allow}",
+                    request.method, request.path
+                ),
+            };
+            ApiResponse {
+                allow: Some(allow),
+                ..ApiResponse::error(&error)
+            }
+        }
+    }
+}
+
+/// The distinct path templates of [`ROUTES`], for error messages.
+fn known_paths() -> String {
+    let mut paths: Vec<&str> = Vec::new();
+    for route in ROUTES {
+        if !paths.contains(&route.path) {
+            paths.push(route.path);
+        }
+    }
+    paths.join(", ")
+}
+
+/// Runs a matched route.
+fn handle(
+    control: &dyn VmmControl,
+    route: &Route,
+    param: Option<&str>,
+    request: &ApiRequest<'_>,
+) -> Result<ApiResponse, ApiError> {
+    let ok = || Ok(ApiResponse::no_content());
+    match route.operation {
+        Operation::GetInstanceInfo => {
+            expect_no_body(request)?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.instance_info(),
+            ))
+        }
+        Operation::GetVmConfig => {
+            expect_no_body(request)?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.vm_config(),
+            ))
+        }
+        Operation::GetMachineConfig => {
+            expect_no_body(request)?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.vm_config().machine,
+            ))
+        }
+        Operation::PutMachineConfig => {
+            let config: MachineConfig = json::parse_body(request, "MachineConfig")?;
+            control.put_machine_config(config)?;
+            ok()
+        }
+        Operation::PutBootSource => {
+            let boot: BootSource = json::parse_body(request, "BootSource")?;
+            control.put_boot_source(boot)?;
+            ok()
+        }
+        Operation::PutDrive => {
+            let id = path_id(param, "drive_id")?;
+            let drive: DriveConfig = json::parse_body(request, "DriveConfig")?;
+            check_same_id(&id, &drive.drive_id, "drive_id")?;
+            control.put_drive(drive)?;
+            ok()
+        }
+        Operation::PutNetworkInterface => {
+            let id = path_id(param, "iface_id")?;
+            let net: NetConfig = json::parse_body(request, "NetConfig")?;
+            check_same_id(&id, &net.iface_id, "iface_id")?;
+            control.put_net(net)?;
+            ok()
+        }
+        Operation::PutSerial => {
+            let serial: SerialConfig = json::parse_body(request, "SerialConfig")?;
+            control.put_serial(serial)?;
+            ok()
+        }
+        Operation::PutAction => {
+            let action: InstanceAction = json::parse_body(request, "InstanceAction")?;
+            match action.action_type {
+                ActionType::InstanceStart => control.start()?,
+                ActionType::InstanceStop => control.stop()?,
+            }
+            ok()
+        }
+        Operation::PatchVm => {
+            let patch: VmStatePatch = json::parse_body(request, "VmStatePatch")?;
+            match patch.state {
+                VmStateChange::Paused => control.pause()?,
+                VmStateChange::Resumed => control.resume()?,
+            }
+            ok()
+        }
+    }
+}
+
+/// Rejects a body on a route that takes none.
+fn expect_no_body(request: &ApiRequest<'_>) -> Result<(), ApiError> {
+    if request.body.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{} {} takes no request body, but {} bytes were sent",
+            request.method,
+            request.path,
+            request.body.len()
+        )))
+    }
+}
+
+/// The decoded path parameter `name` of a templated route.
+fn path_id(param: Option<&str>, name: &str) -> Result<String, ApiError> {
+    let raw =
+        param.ok_or_else(|| ApiError::bad_request(format!("`{name}` is missing from the path")))?;
+    path::percent_decode(raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid `{name}` in the path: {e}")))
+}
+
+/// Requires the identifier in the path to equal the one in the body.
+fn check_same_id(path_id: &str, body_id: &str, name: &str) -> Result<(), ApiError> {
+    if path_id == body_id {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "the {name} in the path (`{path_id}`) differs from `{name}` in the body (`{body_id}`)"
+        )))
+    }
+}

@@ -1,0 +1,161 @@
+//! `reprisectl`: runs one command-line request against a VMM's API socket.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use vmm::api::routes::{ActionType, VmStateChange};
+use vmm::config::{BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig};
+
+use crate::api_client::{Client, ClientError};
+
+mod args;
+mod show;
+
+pub use args::{Cli, Command, DriveAdd, DriveCommand, NetAdd, NetCommand, SOCK_ENV};
+pub use show::{config_summary, state_name, status_line};
+
+/// Why a `reprisectl` command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// No socket was named.
+    #[error("no API socket given: pass --sock PATH or set {SOCK_ENV}")]
+    NoSocket,
+    /// The API call failed (the message names the socket or carries the API's fault).
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A path given on the command line cannot be made absolute.
+    #[error("cannot use the path {path}: {source}")]
+    Path {
+        /// The path given.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The body of `raw` is not usable.
+    #[error("the request body {origin} is not valid JSON: {detail}")]
+    Body {
+        /// Where the body came from.
+        origin: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Output could not be written.
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+/// Runs `cli`, writing results to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
+    let sock = cli.sock.ok_or(CtlError::NoSocket)?;
+    let client = Client::new(sock);
+    match cli.command {
+        Command::Status { json } => {
+            if json {
+                print_json(out, &client.call("GET", "/", None)?)
+            } else {
+                print_line(out, &status_line(&client.instance_info()?))
+            }
+        }
+        Command::Config { json } => {
+            if json {
+                print_json(out, &client.call("GET", "/vm/config", None)?)
+            } else {
+                print_line(out, &config_summary(&client.vm_config()?))
+            }
+        }
+        Command::Start => Ok(client.action(ActionType::InstanceStart)?),
+        Command::Stop => Ok(client.action(ActionType::InstanceStop)?),
+        Command::Pause => Ok(client.set_vm_state(VmStateChange::Paused)?),
+        Command::Resume => Ok(client.set_vm_state(VmStateChange::Resumed)?),
+        Command::MachineConfig {
+            vcpus,
+            mem_mib,
+            huge_pages,
+        } => Ok(client.put_machine_config(&MachineConfig {
+            vcpu_count: vcpus,
+            mem_size_mib: mem_mib,
+            huge_pages,
+        })?),
+        Command::BootSource {
+            kernel,
+            args,
+            initrd,
+        } => Ok(client.put_boot_source(&BootSource {
+            kernel_image_path: absolute(&kernel)?,
+            boot_args: args,
+            initrd_path: initrd.as_deref().map(absolute).transpose()?,
+        })?),
+        Command::Drive(DriveCommand::Add(drive)) => Ok(client.put_drive(&DriveConfig {
+            drive_id: drive.id,
+            path_on_host: absolute(&drive.path)?,
+            is_read_only: drive.read_only,
+            io_direct: drive.direct,
+        })?),
+        Command::Net(NetCommand::Add(net)) => Ok(client.put_net(&NetConfig {
+            iface_id: net.id,
+            host_dev_name: net.tap,
+            socket_path: net.socket.as_deref().map(absolute).transpose()?,
+            peer_socket_path: net.peer.as_deref().map(absolute).transpose()?,
+            guest_mac: net.mac,
+        })?),
+        Command::Serial { output, input } => {
+            Ok(client.put_serial(&SerialConfig { output, input })?)
+        }
+        Command::Raw { method, path, body } => {
+            let body = body.map(|b| read_body(&b)).transpose()?;
+            match client.call(&method, &path, body.as_ref())? {
+                Some(value) => print_json(out, &Some(value)),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+/// Makes a path given on the command line absolute, since the VMM's working directory is
+/// not ours. Symbolic links are kept as they are.
+fn absolute(path: &Path) -> Result<PathBuf, CtlError> {
+    std::path::absolute(path).map_err(|source| CtlError::Path {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The JSON body of `raw`: literal text, `@FILE`, or `-` for standard input.
+fn read_body(arg: &str) -> Result<Value, CtlError> {
+    let (origin, text) = if arg == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CtlError::Body {
+                origin: "from standard input".into(),
+                detail: e.to_string(),
+            })?;
+        ("from standard input".to_string(), text)
+    } else if let Some(file) = arg.strip_prefix('@') {
+        let origin = format!("in {file}");
+        let text = std::fs::read_to_string(file).map_err(|e| CtlError::Body {
+            origin: origin.clone(),
+            detail: e.to_string(),
+        })?;
+        (origin, text)
+    } else {
+        ("argument".to_string(), arg.to_string())
+    };
+    serde_json::from_str(&text).map_err(|e| CtlError::Body {
+        origin,
+        detail: e.to_string(),
+    })
+}
+
+fn print_line(out: &mut dyn Write, text: &str) -> Result<(), CtlError> {
+    writeln!(out, "{text}").map_err(CtlError::Output)
+}
+
+fn print_json(out: &mut dyn Write, value: &Option<Value>) -> Result<(), CtlError> {
+    let text = match value {
+        Some(value) => serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()),
+        None => "null".to_string(),
+    };
+    print_line(out, &text)
+}

@@ -1,0 +1,432 @@
+//! Keeps `docs/openapi.yaml` true: the documented operations are exactly [`ROUTES`], and each
+//! documented schema has the fields, required fields, nullability, types and enums of the
+//! serde struct it describes (found by serializing samples and by trying to deserialize
+//! variations of them).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::*;
+use crate::api::{InstanceInfo, VmState};
+use crate::config::{SerialConfig, VmConfig, MAX_MEM_MIB, MAX_VCPUS, MIN_MEM_MIB};
+
+const DOCUMENT: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml"));
+
+const HTTP_METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+fn document() -> Value {
+    serde_yaml::from_str(DOCUMENT).expect("docs/openapi.yaml parses as YAML with string keys")
+}
+
+fn object<'a>(value: &'a Value, what: &str) -> &'a Map<String, Value> {
+    value
+        .as_object()
+        .unwrap_or_else(|| panic!("{what} is not a mapping in docs/openapi.yaml"))
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!(format!("#/components/schemas/{name}"))
+}
+
+/// (request schema, 200 response schema) of each operation.
+fn schemas_of(operation: Operation) -> (Option<&'static str>, Option<&'static str>) {
+    match operation {
+        Operation::GetInstanceInfo => (None, Some("InstanceInfo")),
+        Operation::GetVmConfig => (None, Some("VmConfig")),
+        Operation::GetMachineConfig => (None, Some("MachineConfig")),
+        Operation::PutMachineConfig => (Some("MachineConfig"), None),
+        Operation::PutBootSource => (Some("BootSource"), None),
+        Operation::PutDrive => (Some("DriveConfig"), None),
+        Operation::PutNetworkInterface => (Some("NetConfig"), None),
+        Operation::PutSerial => (Some("SerialConfig"), None),
+        Operation::PutAction => (Some("InstanceAction"), None),
+        Operation::PatchVm => (Some("VmStatePatch"), None),
+    }
+}
+
+#[test]
+fn documented_operations_are_exactly_the_routes() {
+    let doc = document();
+    let mut documented = BTreeSet::new();
+    for (path, item) in object(&doc["paths"], "paths") {
+        for key in object(item, path).keys() {
+            if HTTP_METHODS.contains(&key.as_str()) {
+                documented.insert((key.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let served: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from docs/openapi.yaml: {undocumented:?}"
+    );
+    assert!(
+        unserved.is_empty(),
+        "documented but not served: {unserved:?}"
+    );
+}
+
+#[test]
+fn each_operation_matches_its_route() {
+    let doc = document();
+    for route in ROUTES {
+        let name = format!("{} {}", route.method, route.path);
+        let op = &doc["paths"][route.path][route.method.to_lowercase()];
+        assert_eq!(op["summary"], json!(route.summary), "summary of {name}");
+
+        let responses = object(&op["responses"], &name);
+        let success = route.success_status.to_string();
+        assert!(
+            responses.contains_key(&success),
+            "{name} documents no {success} response"
+        );
+        assert_eq!(
+            responses["default"]["$ref"],
+            json!("#/components/responses/Error"),
+            "{name}"
+        );
+
+        let (request, response) = schemas_of(route.operation);
+        match request {
+            Some(schema) => {
+                assert_eq!(op["requestBody"]["required"], json!(true), "{name}");
+                let body = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(body, &schema_ref(schema), "request schema of {name}");
+            }
+            None => assert!(op.get("requestBody").is_none(), "{name} takes no body"),
+        }
+        let content = &responses[&success]["content"];
+        match response {
+            Some(schema) => {
+                assert_eq!(route.success_status, 200, "{name}");
+                let body = &content["application/json"]["schema"]["$ref"];
+                assert_eq!(body, &schema_ref(schema), "response schema of {name}");
+            }
+            None => assert!(content.is_null(), "{name} answers without a body"),
+        }
+
+        let template_params: BTreeSet<String> = route
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(str::to_string)
+            .collect();
+        let documented_params: BTreeSet<String> = op["parameters"]
+            .as_array()
+            .map(|params| {
+                params
+                    .iter()
+                    .inspect(|p| {
+                        assert_eq!(p["in"], json!("path"), "{name}");
+                        assert_eq!(p["required"], json!(true), "{name}");
+                    })
+                    .filter_map(|p| p["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            template_params, documented_params,
+            "path parameters of {name}"
+        );
+    }
+}
+
+/// A documented schema and the Rust type it describes.
+struct SchemaCheck {
+    name: &'static str,
+    /// A value with every optional field present and non-null.
+    sample: Value,
+    /// Whether the Rust type deserializes a value.
+    accepts: fn(Value) -> bool,
+    /// For each enum-valued field, the serialized form of every variant.
+    enums: Vec<(&'static str, Vec<Value>)>,
+}
+
+fn accepts<T: DeserializeOwned>(value: Value) -> bool {
+    serde_json::from_value::<T>(value).is_ok()
+}
+
+fn to_value<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("sample serializes")
+}
+
+fn checks() -> Vec<SchemaCheck> {
+    let machine = MachineConfig {
+        vcpu_count: 2,
+        mem_size_mib: 256,
+        huge_pages: true,
+    };
+    let boot = BootSource {
+        kernel_image_path: PathBuf::from("/guest/kernel"),
+        boot_args: Some("console=ttyS0".into()),
+        initrd_path: Some(PathBuf::from("/guest/initrd")),
+    };
+    let drive = DriveConfig {
+        drive_id: "root".into(),
+        path_on_host: PathBuf::from("/guest/root.img"),
+        is_read_only: true,
+        io_direct: true,
+    };
+    let net = NetConfig {
+        iface_id: "eth0".into(),
+        host_dev_name: Some("tap0".into()),
+        socket_path: Some(PathBuf::from("/run/a.sock")),
+        peer_socket_path: Some(PathBuf::from("/run/b.sock")),
+        guest_mac: Some("02:00:00:00:00:01".into()),
+    };
+    let serial = SerialConfig {
+        output: Some("stdout".into()),
+        input: Some("socket:/run/in".into()),
+    };
+    let vm = VmConfig {
+        machine: machine.clone(),
+        boot: Some(boot.clone()),
+        drives: vec![drive.clone()],
+        nets: vec![net.clone()],
+        serial: serial.clone(),
+    };
+    let info = InstanceInfo {
+        id: "reprise".into(),
+        state: VmState::Stopped,
+        vmm_version: "0.1.0".into(),
+        app_name: "reprise".into(),
+        exit_reason: Some("guest reset".into()),
+    };
+    let vm_states = [
+        VmState::NotStarted,
+        VmState::Running,
+        VmState::Paused,
+        VmState::Stopped,
+    ];
+    let actions = [ActionType::InstanceStart, ActionType::InstanceStop];
+    let changes = [VmStateChange::Paused, VmStateChange::Resumed];
+    vec![
+        SchemaCheck {
+            name: "Error",
+            sample: to_value(&ErrorBody {
+                fault_message: "what went wrong".into(),
+            }),
+            accepts: accepts::<ErrorBody>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "InstanceInfo",
+            sample: to_value(&info),
+            accepts: accepts::<InstanceInfo>,
+            enums: vec![("state", vm_states.iter().map(to_value).collect())],
+        },
+        SchemaCheck {
+            name: "MachineConfig",
+            sample: to_value(&machine),
+            accepts: accepts::<MachineConfig>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "BootSource",
+            sample: to_value(&boot),
+            accepts: accepts::<BootSource>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "DriveConfig",
+            sample: to_value(&drive),
+            accepts: accepts::<DriveConfig>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "NetConfig",
+            sample: to_value(&net),
+            accepts: accepts::<NetConfig>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "SerialConfig",
+            sample: to_value(&serial),
+            accepts: accepts::<SerialConfig>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "VmConfig",
+            sample: to_value(&vm),
+            accepts: accepts::<VmConfig>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "InstanceAction",
+            sample: to_value(&InstanceAction {
+                action_type: ActionType::InstanceStart,
+            }),
+            accepts: accepts::<InstanceAction>,
+            enums: vec![("action_type", actions.iter().map(to_value).collect())],
+        },
+        SchemaCheck {
+            name: "VmStatePatch",
+            sample: to_value(&VmStatePatch {
+                state: VmStateChange::Paused,
+            }),
+            accepts: accepts::<VmStatePatch>,
+            enums: vec![("state", changes.iter().map(to_value).collect())],
+        },
+    ]
+}
+
+/// The JSON type name OpenAPI uses for a (non-null) value.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "number",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// `sample` with field `key` replaced (or removed, for `None`).
+fn with_field(sample: &Value, key: &str, value: Option<Value>) -> Value {
+    let mut changed = sample.clone();
+    let fields = changed.as_object_mut().expect("sample is an object");
+    match value {
+        Some(value) => fields.insert(key.to_string(), value),
+        None => fields.remove(key),
+    };
+    changed
+}
+
+#[test]
+fn documented_schemas_match_the_serde_structs() {
+    let doc = document();
+    let schemas = object(&doc["components"]["schemas"], "components.schemas");
+    let checks = checks();
+
+    let documented: BTreeSet<&str> = schemas.keys().map(String::as_str).collect();
+    let checked: BTreeSet<&str> = checks.iter().map(|c| c.name).collect();
+    assert_eq!(
+        documented, checked,
+        "every documented schema is checked against a Rust type"
+    );
+
+    for check in &checks {
+        let name = check.name;
+        let schema = &schemas[name];
+        assert_eq!(schema["type"], json!("object"), "{name}");
+        assert!(
+            (check.accepts)(check.sample.clone()),
+            "{name}: the sample itself deserializes"
+        );
+        let sample = object(&check.sample, name);
+        let properties = object(&schema["properties"], name);
+
+        let fields: BTreeSet<&String> = sample.keys().collect();
+        let documented_fields: BTreeSet<&String> = properties.keys().collect();
+        assert_eq!(
+            fields, documented_fields,
+            "{name}: properties vs serde fields"
+        );
+
+        let required: BTreeSet<&String> = fields
+            .iter()
+            .copied()
+            .filter(|k| !(check.accepts)(with_field(&check.sample, k, None)))
+            .collect();
+        let documented_required: BTreeSet<&String> = schema["required"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .map(|s| {
+                        properties
+                            .get_key_value(s)
+                            .expect("required field is a property")
+                            .0
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(required, documented_required, "{name}: required fields");
+
+        let strict = !(check.accepts)(with_field(&check.sample, "no_such_field", Some(json!(1))));
+        let closed = schema["additionalProperties"] == json!(false);
+        assert_eq!(
+            strict, closed,
+            "{name}: additionalProperties: false iff unknown fields are rejected"
+        );
+
+        let enums: BTreeMap<&str, &Vec<Value>> = check.enums.iter().map(|(k, v)| (*k, v)).collect();
+        for (key, value) in sample {
+            let property = &properties[key];
+            let what = format!("{name}.{key}");
+
+            let nullable = (check.accepts)(with_field(&check.sample, key, Some(Value::Null)));
+            assert_eq!(
+                property["nullable"] == json!(true),
+                nullable,
+                "{what}: nullable"
+            );
+
+            let documented_type =
+                if property.get("$ref").is_some() || property.get("allOf").is_some() {
+                    "object"
+                } else {
+                    property["type"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{what} has no type"))
+                };
+            assert_eq!(documented_type, json_type(value), "{what}: type");
+
+            match (property.get("enum"), enums.get(key.as_str())) {
+                (Some(documented), Some(variants)) => {
+                    let documented: BTreeSet<String> = documented
+                        .as_array()
+                        .expect("enum list")
+                        .iter()
+                        .map(Value::to_string)
+                        .collect();
+                    let variants: BTreeSet<String> =
+                        variants.iter().map(Value::to_string).collect();
+                    assert_eq!(documented, variants, "{what}: enum values");
+                    for variant in &variants {
+                        let variant: Value =
+                            serde_json::from_str(variant).expect("variant is JSON");
+                        assert!(
+                            (check.accepts)(with_field(&check.sample, key, Some(variant))),
+                            "{what}"
+                        );
+                    }
+                    let bogus = with_field(&check.sample, key, Some(json!("NoSuchVariant")));
+                    assert!(
+                        !(check.accepts)(bogus),
+                        "{what}: values outside the enum are rejected"
+                    );
+                }
+                (None, None) => {}
+                (Some(_), None) => {
+                    panic!("{what}: documented as an enum, but no variants are checked")
+                }
+                (None, Some(_)) => panic!("{what}: an enum in Rust, but not documented as one"),
+            }
+        }
+    }
+}
+
+#[test]
+fn documented_limits_match_the_config_constants() {
+    let doc = document();
+    let machine = &doc["components"]["schemas"]["MachineConfig"]["properties"];
+    assert_eq!(machine["vcpu_count"]["minimum"], json!(1));
+    assert_eq!(machine["vcpu_count"]["maximum"], json!(MAX_VCPUS));
+    assert_eq!(machine["mem_size_mib"]["minimum"], json!(MIN_MEM_MIB));
+    assert_eq!(machine["mem_size_mib"]["maximum"], json!(MAX_MEM_MIB));
+}
