@@ -21,7 +21,9 @@ pub struct I8042 {
 impl I8042 {
     /// A controller that pulses `reset` when the guest asks for a CPU reset.
     pub fn new(reset: Arc<dyn InterruptLine>) -> Self {
-        I8042 { inner: I8042Device::new(LineTrigger(reset)) }
+        I8042 {
+            inner: I8042Device::new(LineTrigger(reset)),
+        }
     }
 }
 

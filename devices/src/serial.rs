@@ -34,7 +34,9 @@ pub struct SerialDevice {
 impl SerialDevice {
     /// A UART raising `irq` and writing guest output to `out`.
     pub fn new(irq: Arc<dyn InterruptLine>, out: Box<dyn Write + Send>) -> Self {
-        SerialDevice { uart: Serial::new(LineTrigger(irq), out) }
+        SerialDevice {
+            uart: Serial::new(LineTrigger(irq), out),
+        }
     }
 
     /// Delivers host bytes as guest input; returns how many fit in the receive FIFO.

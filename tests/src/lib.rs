@@ -26,7 +26,10 @@ pub fn require_kvm() {
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test>
-    exe.parent().and_then(Path::parent).expect("target directory").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .to_path_buf()
 }
 
 /// Path of a workspace binary, building it first if it is missing.
@@ -38,7 +41,10 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
             .args(["build", "-p", package, "--bin", name])
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "cargo build -p {package} --bin {name} failed");
+        assert!(
+            status.success(),
+            "cargo build -p {package} --bin {name} failed"
+        );
     }
     path
 }
@@ -97,7 +103,12 @@ impl Reprise {
             .stderr(stderr)
             .spawn()
             .expect("spawn reprise");
-        Reprise { child, api_sock, serial_log, stderr_log }
+        Reprise {
+            child,
+            api_sock,
+            serial_log,
+            stderr_log,
+        }
     }
 
     /// Starts `reprise --api-sock` and waits for the socket to appear.
@@ -111,7 +122,11 @@ impl Reprise {
         );
         let deadline = Instant::now() + Duration::from_secs(10);
         while !sock.exists() {
-            assert!(Instant::now() < deadline, "API socket never appeared: {}", r.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "API socket never appeared: {}",
+                r.stderr()
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         r
@@ -180,7 +195,10 @@ impl Reprise {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, Option<serde_json::Value>) {
-        let sock = self.api_sock.as_ref().expect("this reprise has no API socket");
+        let sock = self
+            .api_sock
+            .as_ref()
+            .expect("this reprise has no API socket");
         reprise_tools::api_client::request(sock, method, path, body.as_ref())
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\nstderr:\n{}", self.stderr()))
     }
@@ -195,7 +213,8 @@ impl Reprise {
     pub fn state(&self) -> String {
         let (status, body) = self.api("GET", "/", None);
         assert_eq!(status, 200);
-        body.and_then(|b| b["state"].as_str().map(str::to_string)).unwrap_or_default()
+        body.and_then(|b| b["state"].as_str().map(str::to_string))
+            .unwrap_or_default()
     }
 }
 

@@ -7,11 +7,18 @@ use reprise_tests::*;
 use serde_json::json;
 
 fn fault(body: &Option<serde_json::Value>) -> String {
-    body.as_ref().and_then(|b| b["fault_message"].as_str()).unwrap_or("").to_string()
+    body.as_ref()
+        .and_then(|b| b["fault_message"].as_str())
+        .unwrap_or("")
+        .to_string()
 }
 
 fn configure_ticks(vm: &Reprise, scratch: &Scratch) {
-    vm.api_ok("PUT", "/machine-config", json!({"vcpu_count": 1, "mem_size_mib": 64}));
+    vm.api_ok(
+        "PUT",
+        "/machine-config",
+        json!({"vcpu_count": 1, "mem_size_mib": 64}),
+    );
     vm.api_ok(
         "PUT",
         "/boot-source",
@@ -19,7 +26,11 @@ fn configure_ticks(vm: &Reprise, scratch: &Scratch) {
     );
     let img = scratch.path("disk.img");
     std::fs::write(&img, vec![0u8; 1 << 20]).expect("disk");
-    vm.api_ok("PUT", "/drives/disk0", json!({"drive_id": "disk0", "path_on_host": img}));
+    vm.api_ok(
+        "PUT",
+        "/drives/disk0",
+        json!({"drive_id": "disk0", "path_on_host": img}),
+    );
 }
 
 fn tick_count(serial: &str) -> usize {
@@ -67,7 +78,11 @@ fn lifecycle_configure_start_pause_resume_stop() {
     let (status, body) = vm.api("PATCH", "/vm", Some(json!({"state": "Paused"})));
     assert_eq!(status, 409, "{body:?}");
     assert!(fault(&body).contains("stopped"), "{body:?}");
-    let (status, body) = vm.api("PUT", "/actions", Some(json!({"action_type": "InstanceStart"})));
+    let (status, body) = vm.api(
+        "PUT",
+        "/actions",
+        Some(json!({"action_type": "InstanceStart"})),
+    );
     assert_eq!(status, 409, "{body:?}");
     let (_, info) = vm.api("GET", "/", None);
     assert_eq!(info.expect("info")["exit_reason"], "stopped by request");
@@ -81,39 +96,83 @@ fn bad_requests_get_clear_4xx_and_the_vmm_keeps_serving() {
     let sock = vm.api_sock.clone().expect("sock");
 
     // Malformed JSON.
-    let (status, body) = reprise_tools::api_client::request_raw(&sock, "PUT", "/machine-config", b"{\"vcpu_count\": 1,")
-        .expect("request");
+    let (status, body) = reprise_tools::api_client::request_raw(
+        &sock,
+        "PUT",
+        "/machine-config",
+        b"{\"vcpu_count\": 1,",
+    )
+    .expect("request");
     assert_eq!(status, 400, "{body:?}");
     // Unknown field.
-    let (status, body) = vm.api("PUT", "/machine-config", Some(json!({"vcpu_count": 1, "mem_size_mib": 64, "turbo": true})));
+    let (status, body) = vm.api(
+        "PUT",
+        "/machine-config",
+        Some(json!({"vcpu_count": 1, "mem_size_mib": 64, "turbo": true})),
+    );
     assert_eq!(status, 400);
     assert!(fault(&body).contains("turbo"), "{body:?}");
     // Wrong type.
-    let (status, body) = vm.api("PUT", "/machine-config", Some(json!({"vcpu_count": "two", "mem_size_mib": 64})));
+    let (status, body) = vm.api(
+        "PUT",
+        "/machine-config",
+        Some(json!({"vcpu_count": "two", "mem_size_mib": 64})),
+    );
     assert_eq!(status, 400);
-    assert!(fault(&body).contains("vcpu_count") || fault(&body).contains("invalid type"), "{body:?}");
+    assert!(
+        fault(&body).contains("vcpu_count") || fault(&body).contains("invalid type"),
+        "{body:?}"
+    );
     // Out of range.
-    let (status, body) = vm.api("PUT", "/machine-config", Some(json!({"vcpu_count": 0, "mem_size_mib": 64})));
+    let (status, body) = vm.api(
+        "PUT",
+        "/machine-config",
+        Some(json!({"vcpu_count": 0, "mem_size_mib": 64})),
+    );
     assert_eq!(status, 400);
     assert!(fault(&body).contains("vcpu_count"), "{body:?}");
-    let (status, body) = vm.api("PUT", "/machine-config", Some(json!({"vcpu_count": 1, "mem_size_mib": 1})));
+    let (status, body) = vm.api(
+        "PUT",
+        "/machine-config",
+        Some(json!({"vcpu_count": 1, "mem_size_mib": 1})),
+    );
     assert_eq!(status, 400);
     assert!(fault(&body).contains("mem_size_mib"), "{body:?}");
     // Missing kernel file.
-    let (status, body) = vm.api("PUT", "/boot-source", Some(json!({"kernel_image_path": "/nonexistent/vmlinux"})));
+    let (status, body) = vm.api(
+        "PUT",
+        "/boot-source",
+        Some(json!({"kernel_image_path": "/nonexistent/vmlinux"})),
+    );
     assert_eq!(status, 400);
     assert!(fault(&body).contains("/nonexistent/vmlinux"), "{body:?}");
     // Drive id mismatch between path and body; missing image.
-    let (status, _) = vm.api("PUT", "/drives/a", Some(json!({"drive_id": "b", "path_on_host": "/dev/null"})));
+    let (status, _) = vm.api(
+        "PUT",
+        "/drives/a",
+        Some(json!({"drive_id": "b", "path_on_host": "/dev/null"})),
+    );
     assert_eq!(status, 400);
-    let (status, body) = vm.api("PUT", "/drives/a", Some(json!({"drive_id": "a", "path_on_host": "/nonexistent.img"})));
+    let (status, body) = vm.api(
+        "PUT",
+        "/drives/a",
+        Some(json!({"drive_id": "a", "path_on_host": "/nonexistent.img"})),
+    );
     assert_eq!(status, 400);
     assert!(fault(&body).contains("/nonexistent.img"), "{body:?}");
     // Network interface without a backend; bad MAC.
-    let (status, body) = vm.api("PUT", "/network-interfaces/n0", Some(json!({"iface_id": "n0"})));
+    let (status, body) = vm.api(
+        "PUT",
+        "/network-interfaces/n0",
+        Some(json!({"iface_id": "n0"})),
+    );
     assert_eq!(status, 400);
     assert!(fault(&body).contains("backend"), "{body:?}");
-    let (status, body) = vm.api("PUT", "/network-interfaces/n0", Some(json!({"iface_id": "n0", "host_dev_name": "t0", "guest_mac": "zz"})));
+    let (status, body) = vm.api(
+        "PUT",
+        "/network-interfaces/n0",
+        Some(json!({"iface_id": "n0", "host_dev_name": "t0", "guest_mac": "zz"})),
+    );
     assert_eq!(status, 400);
     assert!(fault(&body).contains("guest_mac"), "{body:?}");
     // Wrong state: pause, resume or stop before start; start without a kernel.
@@ -126,7 +185,11 @@ fn bad_requests_get_clear_4xx_and_the_vmm_keeps_serving() {
         assert_eq!(status, 409, "{method} {path}: {resp:?}");
         assert!(fault(&resp).contains("not been started"), "{resp:?}");
     }
-    let (status, body) = vm.api("PUT", "/actions", Some(json!({"action_type": "InstanceStart"})));
+    let (status, body) = vm.api(
+        "PUT",
+        "/actions",
+        Some(json!({"action_type": "InstanceStart"})),
+    );
     assert_eq!(status, 400);
     assert!(fault(&body).contains("boot source"), "{body:?}");
     // Unknown action, unknown route, wrong method.
@@ -140,10 +203,18 @@ fn bad_requests_get_clear_4xx_and_the_vmm_keeps_serving() {
     // Now boot, and check that configuration changes after start are refused.
     configure_ticks(&vm, &scratch);
     vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
-    let (status, body) = vm.api("PUT", "/drives/late", Some(json!({"drive_id": "late", "path_on_host": scratch.path("disk.img")})));
+    let (status, body) = vm.api(
+        "PUT",
+        "/drives/late",
+        Some(json!({"drive_id": "late", "path_on_host": scratch.path("disk.img")})),
+    );
     assert_eq!(status, 409, "{body:?}");
     assert!(fault(&body).contains("started"), "{body:?}");
-    let (status, _) = vm.api("PUT", "/machine-config", Some(json!({"vcpu_count": 2, "mem_size_mib": 64})));
+    let (status, _) = vm.api(
+        "PUT",
+        "/machine-config",
+        Some(json!({"vcpu_count": 2, "mem_size_mib": 64})),
+    );
     assert_eq!(status, 409);
     // Still serving.
     assert_eq!(vm.state(), "Running");

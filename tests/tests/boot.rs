@@ -23,7 +23,10 @@ fn boot_config(scratch: &Scratch, vcpus: u8, args: &str, disk: bool) -> serde_js
     cfg
 }
 
-fn run_to_exit(scratch: &Scratch, cfg: &serde_json::Value) -> (std::process::ExitStatus, String, String) {
+fn run_to_exit(
+    scratch: &Scratch,
+    cfg: &serde_json::Value,
+) -> (std::process::ExitStatus, String, String) {
     let path = write_config(scratch, cfg);
     let mut vm = Reprise::spawn(
         &["--config-file", path.to_str().expect("utf-8")],
@@ -40,15 +43,28 @@ fn hello_reports_memory_and_devices_then_resets() {
     let scratch = Scratch::new("hello");
     let cfg = boot_config(&scratch, 1, "workload=hello", true);
     let (status, serial, stderr) = run_to_exit(&scratch, &cfg);
-    assert!(status.success(), "exit {status}\nserial:\n{serial}\nstderr:\n{stderr}");
+    assert!(
+        status.success(),
+        "exit {status}\nserial:\n{serial}\nstderr:\n{stderr}"
+    );
     assert!(serial.starts_with("reprise-guest 0.1 booted\n"), "{serial}");
     let mem = lines_with(&serial, "mem: ");
     assert_eq!(mem.len(), 1, "{serial}");
-    let mib: u64 = mem[0]["mem: ".len()..].trim_end_matches(" MiB").parse().expect("mem MiB");
+    let mib: u64 = mem[0]["mem: ".len()..]
+        .trim_end_matches(" MiB")
+        .parse()
+        .expect("mem MiB");
     assert!((126..=128).contains(&mib), "{serial}");
     let virtio = lines_with(&serial, "virtio: ");
-    assert_eq!(virtio, vec!["virtio: slot=0 base=0xd0000000 irq=16 type=blk"], "{serial}");
-    assert!(serial.contains("cmdline: workload=hello virtio_mmio.device=4K@0xd0000000:16"), "{serial}");
+    assert_eq!(
+        virtio,
+        vec!["virtio: slot=0 base=0xd0000000 irq=16 type=blk"],
+        "{serial}"
+    );
+    assert!(
+        serial.contains("cmdline: workload=hello virtio_mmio.device=4K@0xd0000000:16"),
+        "{serial}"
+    );
     assert!(serial.ends_with("reprise-guest: done\n"), "{serial}");
     assert!(stderr.contains("the guest requested a reset"), "{stderr}");
 }
@@ -59,7 +75,10 @@ fn two_vcpus_boot_and_both_run() {
     let scratch = Scratch::new("smp");
     let cfg = boot_config(&scratch, 2, "workload=hello cpus=2", false);
     let (status, serial, stderr) = run_to_exit(&scratch, &cfg);
-    assert!(status.success(), "exit {status}\nserial:\n{serial}\nstderr:\n{stderr}");
+    assert!(
+        status.success(),
+        "exit {status}\nserial:\n{serial}\nstderr:\n{stderr}"
+    );
     assert!(serial.contains("cpus: 2\n"), "{serial}");
     assert!(serial.contains("cpu1: apic=1 running\n"), "{serial}");
 }
@@ -68,11 +87,28 @@ fn two_vcpus_boot_and_both_run() {
 fn ticks_counts_lapic_timer_interrupts() {
     require_kvm();
     let scratch = Scratch::new("ticks");
-    let cfg = boot_config(&scratch, 1, "workload=ticks ticks.hz=200 ticks.every=50 ticks.total=200", false);
+    let cfg = boot_config(
+        &scratch,
+        1,
+        "workload=ticks ticks.hz=200 ticks.every=50 ticks.total=200",
+        false,
+    );
     let (status, serial, stderr) = run_to_exit(&scratch, &cfg);
-    assert!(status.success(), "exit {status}\nserial:\n{serial}\nstderr:\n{stderr}");
+    assert!(
+        status.success(),
+        "exit {status}\nserial:\n{serial}\nstderr:\n{stderr}"
+    );
     let ticks = lines_with(&serial, "ticks: n=");
-    assert_eq!(ticks, vec!["ticks: n=50", "ticks: n=100", "ticks: n=150", "ticks: n=200"], "{serial}");
+    assert_eq!(
+        ticks,
+        vec![
+            "ticks: n=50",
+            "ticks: n=100",
+            "ticks: n=150",
+            "ticks: n=200"
+        ],
+        "{serial}"
+    );
     assert!(serial.contains("ticks: done\n"), "{serial}");
 }
 
@@ -80,9 +116,17 @@ fn ticks_counts_lapic_timer_interrupts() {
 fn dirty_prints_a_checksum_the_host_can_recompute() {
     require_kvm();
     let scratch = Scratch::new("dirty");
-    let cfg = boot_config(&scratch, 1, "workload=dirty dirty.mib=8 dirty.rate=5000 dirty.seconds=2", false);
+    let cfg = boot_config(
+        &scratch,
+        1,
+        "workload=dirty dirty.mib=8 dirty.rate=5000 dirty.seconds=2",
+        false,
+    );
     let (status, serial, stderr) = run_to_exit(&scratch, &cfg);
-    assert!(status.success(), "exit {status}\nserial:\n{serial}\nstderr:\n{stderr}");
+    assert!(
+        status.success(),
+        "exit {status}\nserial:\n{serial}\nstderr:\n{stderr}"
+    );
     let lines = lines_with(&serial, "dirty: second=");
     assert_eq!(lines.len(), 2, "{serial}");
     let mut last_writes = 0;

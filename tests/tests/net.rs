@@ -52,7 +52,8 @@ fn echo_through_datagram_backend() {
     let vm_sock = scratch.path("vm.sock");
     let test_sock = scratch.path("test.sock");
     let sock = UnixDatagram::bind(&test_sock).expect("bind test socket");
-    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let cfg = json!({
         "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
         "boot-source": {"kernel_image_path": guest_elf(), "boot_args": "workload=net-echo"},
@@ -61,8 +62,15 @@ fn echo_through_datagram_backend() {
         "serial": {"output": format!("file:{}", scratch.path("serial.log").display())},
     });
     let path = write_config(&scratch, &cfg);
-    let mut vm = Reprise::spawn(&["--config-file", path.to_str().expect("utf-8")], None, scratch.path("serial.log"));
-    vm.wait_serial("net-echo: ready mac=06:00:ac:10:00:02", Duration::from_secs(30));
+    let mut vm = Reprise::spawn(
+        &["--config-file", path.to_str().expect("utf-8")],
+        None,
+        scratch.path("serial.log"),
+    );
+    vm.wait_serial(
+        "net-echo: ready mac=06:00:ac:10:00:02",
+        Duration::from_secs(30),
+    );
 
     let mut buf = [0u8; 2048];
     let mut sent = 0;
@@ -71,12 +79,18 @@ fn echo_through_datagram_backend() {
             let f = frame(len, round * 100 + i as u32);
             sock.send_to(&f, &vm_sock).expect("send frame");
             let n = sock.recv(&mut buf).expect("echo (timed out?)");
-            assert_eq!(&buf[..n], &expected_echo(&f)[..], "echo of a {len}-byte frame differs");
+            assert_eq!(
+                &buf[..n],
+                &expected_echo(&f)[..],
+                "echo of a {len}-byte frame differs"
+            );
             sent += 1;
         }
     }
     // A burst: several frames in flight at once, echoed in order.
-    let burst: Vec<Vec<u8>> = (0..16).map(|i| frame(200 + i * 50, 1000 + i as u32)).collect();
+    let burst: Vec<Vec<u8>> = (0..16)
+        .map(|i| frame(200 + i * 50, 1000 + i as u32))
+        .collect();
     for f in &burst {
         sock.send_to(f, &vm_sock).expect("send burst");
     }
@@ -86,7 +100,10 @@ fn echo_through_datagram_backend() {
         sent += 1;
     }
     sock.send_to(&stop_frame(), &vm_sock).expect("send stop");
-    vm.wait_serial(&format!("net-echo: stopped frames={sent}"), Duration::from_secs(10));
+    vm.wait_serial(
+        &format!("net-echo: stopped frames={sent}"),
+        Duration::from_secs(10),
+    );
     assert!(vm.wait_exit(Duration::from_secs(10)).success());
 }
 
@@ -98,7 +115,11 @@ impl PacketSocket {
         let proto = (libc::ETH_P_ALL as u16).to_be();
         // SAFETY: plain socket(2) call; the result is checked.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
-        assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
         let name = std::ffi::CString::new(ifname).expect("ifname");
         // SAFETY: `name` is a valid NUL-terminated string.
         let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -110,13 +131,26 @@ impl PacketSocket {
         addr.sll_ifindex = index as i32;
         // SAFETY: `addr` is a valid sockaddr_ll of the size passed.
         let r = unsafe {
-            libc::bind(fd, (&addr as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32)
+            libc::bind(
+                fd,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
         };
         assert_eq!(r, 0, "bind AF_PACKET: {}", std::io::Error::last_os_error());
-        let tv = libc::timeval { tv_sec: 10, tv_usec: 0 };
+        let tv = libc::timeval {
+            tv_sec: 10,
+            tv_usec: 0,
+        };
         // SAFETY: `tv` is a valid timeval for SO_RCVTIMEO.
         unsafe {
-            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&tv as *const libc::timeval).cast(), std::mem::size_of::<libc::timeval>() as u32)
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
         };
         PacketSocket(fd)
     }
@@ -124,7 +158,12 @@ impl PacketSocket {
     fn send(&self, frame: &[u8]) {
         // SAFETY: `frame` is a valid buffer of the given length.
         let n = unsafe { libc::send(self.0, frame.as_ptr().cast(), frame.len(), 0) };
-        assert_eq!(n, frame.len() as isize, "send: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     /// Next frame arriving *from* the interface (not our own outgoing copies) with our ethertype.
@@ -136,11 +175,25 @@ impl PacketSocket {
             let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
             // SAFETY: `buf` and `from` are valid for the lengths passed.
             let n = unsafe {
-                libc::recvfrom(self.0, buf.as_mut_ptr().cast(), buf.len(), 0, (&mut from as *mut libc::sockaddr_ll).cast(), &mut len)
+                libc::recvfrom(
+                    self.0,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut from as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
             };
-            assert!(n >= 0, "recv on TAP timed out or failed: {}", std::io::Error::last_os_error());
+            assert!(
+                n >= 0,
+                "recv on TAP timed out or failed: {}",
+                std::io::Error::last_os_error()
+            );
             let n = n as usize;
-            if from.sll_pkttype == libc::PACKET_OUTGOING as u8 || n < 14 || buf[12..14] != TEST_ETHERTYPE {
+            if from.sll_pkttype == libc::PACKET_OUTGOING as u8
+                || n < 14
+                || buf[12..14] != TEST_ETHERTYPE
+            {
                 continue;
             }
             return buf[..n].to_vec();
@@ -156,14 +209,23 @@ impl Drop for PacketSocket {
 }
 
 fn ip(args: &[&str]) {
-    let out = std::process::Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 struct TapGuard(String);
 impl Drop for TapGuard {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["link", "del", &self.0]).output();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .output();
     }
 }
 
@@ -173,7 +235,9 @@ fn echo_through_tap_device() {
     require_device("/dev/net/tun", "TUN/TAP");
     let scratch = Scratch::new("net-tap");
     let tap = format!("rptap{}", std::process::id() % 100_000);
-    let _ = std::process::Command::new("ip").args(["link", "del", &tap]).output();
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", &tap])
+        .output();
     ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
     let _guard = TapGuard(tap.clone());
     // No addresses, no IPv6 autoconfiguration: only the test's frames cross this link.
@@ -186,7 +250,11 @@ fn echo_through_tap_device() {
         "serial": {"output": format!("file:{}", scratch.path("serial.log").display())},
     });
     let path = write_config(&scratch, &cfg);
-    let mut vm = Reprise::spawn(&["--config-file", path.to_str().expect("utf-8")], None, scratch.path("serial.log"));
+    let mut vm = Reprise::spawn(
+        &["--config-file", path.to_str().expect("utf-8")],
+        None,
+        scratch.path("serial.log"),
+    );
     vm.wait_serial("net-echo: ready", Duration::from_secs(30));
     let sock = PacketSocket::bind(&tap);
     let mut sent = 0;
@@ -194,7 +262,11 @@ fn echo_through_tap_device() {
         let f = frame(len, 500 + i as u32);
         sock.send(&f);
         let echo = sock.recv_incoming();
-        assert_eq!(echo, expected_echo(&f), "TAP echo of a {len}-byte frame differs");
+        assert_eq!(
+            echo,
+            expected_echo(&f),
+            "TAP echo of a {len}-byte frame differs"
+        );
         sent += 1;
     }
     sock.send(&stop_frame());

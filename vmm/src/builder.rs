@@ -9,7 +9,7 @@ use kvm_ioctls::VcpuFd;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::arch::{cpuid, msr, regs};
-use crate::boot::{self, pvh, BootError, BootProtocol, BootRegs};
+use crate::boot::{pvh, BootError, BootProtocol, BootRegs};
 use crate::config::{ConfigError, VmConfig};
 use crate::device_manager::{DeviceError, DeviceManager, Subscriber};
 use crate::serial_io::{self, ConsoleClient, ConsoleInput, SerialIoError};
@@ -78,7 +78,11 @@ pub struct RunningVm {
 }
 
 fn vcpu_err(index: u8, what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> BuildError {
-    move |source| BuildError::Vcpu { index, what, source }
+    move |source| BuildError::Vcpu {
+        index,
+        what,
+        source,
+    }
 }
 
 /// Sets LINT0 to ExtINT and LINT1 to NMI, as firmware would.
@@ -95,7 +99,8 @@ fn set_lint(fd: &VcpuFd, index: u8) -> Result<(), BuildError> {
             lapic.regs[reg + i] = *b as libc::c_char;
         }
     }
-    fd.set_lapic(&lapic).map_err(vcpu_err(index, "KVM_SET_LAPIC"))
+    fd.set_lapic(&lapic)
+        .map_err(vcpu_err(index, "KVM_SET_LAPIC"))
 }
 
 fn configure_vcpu(
@@ -115,20 +120,25 @@ fn configure_vcpu(
         what: "building CPUID",
         source: kvm_ioctls::Error::new(libc::E2BIG),
     })?;
-    fd.set_cpuid2(&cpuid).map_err(vcpu_err(index, "KVM_SET_CPUID2"))?;
+    fd.set_cpuid2(&cpuid)
+        .map_err(vcpu_err(index, "KVM_SET_CPUID2"))?;
     let msrs = msr::boot_msrs().map_err(|_| BuildError::Vcpu {
         index,
         what: "building MSRs",
         source: kvm_ioctls::Error::new(libc::E2BIG),
     })?;
-    fd.set_msrs(&msrs).map_err(vcpu_err(index, "KVM_SET_MSRS"))?;
+    fd.set_msrs(&msrs)
+        .map_err(vcpu_err(index, "KVM_SET_MSRS"))?;
     set_lint(fd, index)?;
     if let Some(boot) = boot {
-        fd.set_regs(&boot.regs).map_err(vcpu_err(index, "KVM_SET_REGS"))?;
+        fd.set_regs(&boot.regs)
+            .map_err(vcpu_err(index, "KVM_SET_REGS"))?;
         let mut sregs = fd.get_sregs().map_err(vcpu_err(index, "KVM_GET_SREGS"))?;
         (boot.set_sregs)(&mut sregs);
-        fd.set_sregs(&sregs).map_err(vcpu_err(index, "KVM_SET_SREGS"))?;
-        fd.set_fpu(&regs::initial_fpu()).map_err(vcpu_err(index, "KVM_SET_FPU"))?;
+        fd.set_sregs(&sregs)
+            .map_err(vcpu_err(index, "KVM_SET_SREGS"))?;
+        fd.set_fpu(&regs::initial_fpu())
+            .map_err(vcpu_err(index, "KVM_SET_FPU"))?;
     }
     Ok(())
 }
@@ -149,34 +159,46 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
     let (out, out_listener) = serial_io::open_output(&out_spec, &client)?;
     let serial = dm.add_serial(&vm, out)?;
     if let Some(listener) = out_listener {
-        let input: Subscriber =
-            Arc::new(Mutex::new(ConsoleInput::new(listener, client.clone(), serial.clone())));
+        let input: Subscriber = Arc::new(Mutex::new(ConsoleInput::new(
+            listener,
+            client.clone(),
+            serial.clone(),
+        )));
         dm.subscribers.push(input);
     }
     if let Some(path) = serial_io::parse_input(config.serial.input.as_deref())? {
         if out_spec != serial_io::OutputSpec::Socket(path.clone()) {
             let listener = serial_io::bind_socket(&path)?;
             let own_client: ConsoleClient = Arc::new(Mutex::new(None));
-            let input: Subscriber =
-                Arc::new(Mutex::new(ConsoleInput::new(listener, own_client, serial.clone())));
+            let input: Subscriber = Arc::new(Mutex::new(ConsoleInput::new(
+                listener,
+                own_client,
+                serial.clone(),
+            )));
             dm.subscribers.push(input);
         }
     }
     virtio_setup::attach_all(config, &vm, &memory, &mut dm)?;
 
     let BootProtocol::Pvh { entry } = pvh::load_kernel(&memory, &boot_source.kernel_image_path)?;
-    let cmdline = pvh::build_cmdline(boot_source.boot_args.as_deref().unwrap_or(""), &dm.cmdline_entries)?;
+    let cmdline = pvh::build_cmdline(
+        boot_source.boot_args.as_deref().unwrap_or(""),
+        &dm.cmdline_entries,
+    )?;
     let cmdline_text = cmdline
         .as_cstring()
         .map_err(|e| BootError::Cmdline(e.to_string()))?
         .to_string_lossy()
         .into_owned();
     let boot_regs = pvh::configure(&memory, entry, &cmdline, boot_source.initrd_path.as_ref())?;
-    let _ = boot::BootProtocol::Pvh { entry };
 
     let count = machine.vcpu_count;
     let fds: Vec<VcpuFd> = (0..count)
-        .map(|i| vm.fd().create_vcpu(u64::from(i)).map_err(vcpu_err(i, "KVM_CREATE_VCPU")))
+        .map(|i| {
+            vm.fd()
+                .create_vcpu(u64::from(i))
+                .map_err(vcpu_err(i, "KVM_CREATE_VCPU"))
+        })
         .collect::<Result<_, _>>()?;
     let tsc_khz = fds[0].get_tsc_khz().ok();
     for (i, fd) in fds.iter().enumerate() {
@@ -186,7 +208,11 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
     let control = Arc::new(VcpuControl::new(usize::from(count)).map_err(BuildError::Thread)?);
     let mut vcpus = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
-        let ctx = VcpuContext { pio: dm.pio.clone(), mmio: dm.mmio.clone(), control: control.clone() };
+        let ctx = VcpuContext {
+            pio: dm.pio.clone(),
+            mmio: dm.mmio.clone(),
+            control: control.clone(),
+        };
         match vcpu::spawn(i as u8, fd, ctx) {
             Ok(h) => vcpus.push(h),
             Err(e) => {
@@ -195,7 +221,10 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
             }
         }
     }
-    log::info!("VM started: {count} vCPU(s), {} MiB, command line {cmdline_text:?}", machine.mem_size_mib);
+    log::info!(
+        "VM started: {count} vCPU(s), {} MiB, command line {cmdline_text:?}",
+        machine.mem_size_mib
+    );
     Ok(RunningVm {
         memory,
         vm,

@@ -30,7 +30,11 @@ pub struct MachineConfig {
 
 impl Default for MachineConfig {
     fn default() -> Self {
-        MachineConfig { vcpu_count: 1, mem_size_mib: 128, huge_pages: false }
+        MachineConfig {
+            vcpu_count: 1,
+            mem_size_mib: 128,
+            huge_pages: false,
+        }
     }
 }
 
@@ -139,18 +143,26 @@ fn check_file(what: &str, path: &std::path::Path) -> Result<(), ConfigError> {
 fn check_id(what: &str, id: &str) -> Result<(), ConfigError> {
     let ok = !id.is_empty()
         && id.len() <= 20
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {
-        err(format!("{what} {id:?} is not valid: use 1 to 20 characters from [A-Za-z0-9_-]"))
+        err(format!(
+            "{what} {id:?} is not valid: use 1 to 20 characters from [A-Za-z0-9_-]"
+        ))
     }
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(s: &str) -> Result<[u8; 6], ConfigError> {
     let parts: Vec<&str> = s.split(':').collect();
-    let bad = || ConfigError(format!("guest_mac {s:?} is not a MAC address like 06:00:ac:10:00:02"));
+    let bad = || {
+        ConfigError(format!(
+            "guest_mac {s:?} is not a MAC address like 06:00:ac:10:00:02"
+        ))
+    };
     if parts.len() != 6 {
         return Err(bad());
     }
@@ -162,7 +174,9 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], ConfigError> {
         *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
     }
     if mac[0] & 1 != 0 {
-        return err(format!("guest_mac {s:?} is a multicast address; the low bit of the first byte must be 0"));
+        return err(format!(
+            "guest_mac {s:?} is a multicast address; the low bit of the first byte must be 0"
+        ));
     }
     Ok(mac)
 }
@@ -171,7 +185,10 @@ impl MachineConfig {
     /// Checks the ranges of vCPU count and memory size.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.vcpu_count == 0 || self.vcpu_count > MAX_VCPUS {
-            return err(format!("vcpu_count {} is out of range 1..={MAX_VCPUS}", self.vcpu_count));
+            return err(format!(
+                "vcpu_count {} is out of range 1..={MAX_VCPUS}",
+                self.vcpu_count
+            ));
         }
         if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&self.mem_size_mib) {
             return err(format!(
@@ -179,7 +196,7 @@ impl MachineConfig {
                 self.mem_size_mib
             ));
         }
-        if self.huge_pages && self.mem_size_mib % 2 != 0 {
+        if self.huge_pages && !self.mem_size_mib.is_multiple_of(2) {
             return err("mem_size_mib must be a multiple of 2 with huge_pages");
         }
         Ok(())
@@ -195,7 +212,11 @@ impl BootSource {
         }
         if let Some(args) = &self.boot_args {
             if args.len() >= crate::arch::layout::CMDLINE_MAX_SIZE / 2 {
-                return err(format!("boot_args is {} bytes; at most {} are allowed", args.len(), crate::arch::layout::CMDLINE_MAX_SIZE / 2 - 1));
+                return err(format!(
+                    "boot_args is {} bytes; at most {} are allowed",
+                    args.len(),
+                    crate::arch::layout::CMDLINE_MAX_SIZE / 2 - 1
+                ));
             }
         }
         Ok(())
@@ -214,7 +235,11 @@ impl NetConfig {
     /// Checks the id, that exactly one backend is given, and the MAC.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_id("iface_id", &self.iface_id)?;
-        match (&self.host_dev_name, &self.socket_path, &self.peer_socket_path) {
+        match (
+            &self.host_dev_name,
+            &self.socket_path,
+            &self.peer_socket_path,
+        ) {
             (Some(tap), None, None) => {
                 if tap.is_empty() || tap.len() >= 16 {
                     return err(format!("host_dev_name {tap:?} must be 1 to 15 bytes"));
@@ -227,7 +252,11 @@ impl NetConfig {
             (None, None, None) => {
                 return err("give a backend: host_dev_name (TAP) or socket_path + peer_socket_path")
             }
-            _ => return err("give only one backend: host_dev_name or socket_path + peer_socket_path"),
+            _ => {
+                return err(
+                    "give only one backend: host_dev_name or socket_path + peer_socket_path",
+                )
+            }
         }
         if let Some(mac) = &self.guest_mac {
             parse_mac(mac)?;
@@ -261,7 +290,9 @@ impl VmConfig {
         let count = self.drives.len() + self.nets.len();
         let max = crate::arch::layout::VIRTIO_MAX_DEVICES as usize;
         if count > max {
-            return err(format!("{count} virtio devices configured; at most {max} are supported"));
+            return err(format!(
+                "{count} virtio devices configured; at most {max} are supported"
+            ));
         }
         crate::serial_io::parse_output(self.serial.output.as_deref())
             .map_err(|e| ConfigError(e.to_string()))?;
@@ -277,23 +308,45 @@ mod tests {
 
     #[test]
     fn rejects_bad_values_with_names() {
-        let m = MachineConfig { vcpu_count: 0, ..Default::default() };
+        let m = MachineConfig {
+            vcpu_count: 0,
+            ..Default::default()
+        };
         assert!(m.validate().unwrap_err().0.contains("vcpu_count"));
-        let m = MachineConfig { mem_size_mib: 1, ..Default::default() };
+        let m = MachineConfig {
+            mem_size_mib: 1,
+            ..Default::default()
+        };
         assert!(m.validate().unwrap_err().0.contains("mem_size_mib"));
-        let b = BootSource { kernel_image_path: "/nonexistent/k".into(), boot_args: None, initrd_path: None };
+        let b = BootSource {
+            kernel_image_path: "/nonexistent/k".into(),
+            boot_args: None,
+            initrd_path: None,
+        };
         assert!(b.validate().unwrap_err().0.contains("/nonexistent/k"));
         assert!(parse_mac("06:00:00:00:00:01").is_ok());
         assert!(parse_mac("07:00:00:00:00:01").is_err());
         assert!(parse_mac("06:00:00:00:00").is_err());
-        let n = NetConfig { iface_id: "eth0".into(), host_dev_name: None, socket_path: None, peer_socket_path: None, guest_mac: None };
+        let n = NetConfig {
+            iface_id: "eth0".into(),
+            host_dev_name: None,
+            socket_path: None,
+            peer_socket_path: None,
+            guest_mac: None,
+        };
         assert!(n.validate().unwrap_err().0.contains("backend"));
-        assert!(VmConfig::default().validate().unwrap_err().0.contains("boot source"));
+        assert!(VmConfig::default()
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("boot source"));
     }
 
     #[test]
     fn config_file_rejects_unknown_fields() {
-        let e = serde_json::from_str::<VmConfig>(r#"{"machine-config": {"vcpu_count": 1, "mem_size_mib": 64, "bogus": 1}}"#);
+        let e = serde_json::from_str::<VmConfig>(
+            r#"{"machine-config": {"vcpu_count": 1, "mem_size_mib": 64, "bogus": 1}}"#,
+        );
         assert!(e.unwrap_err().to_string().contains("bogus"));
     }
 }

@@ -9,14 +9,18 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::api::{ApiError, InstanceInfo, VmState, VmmControl};
 use crate::builder::{self, BuildError, RunningVm};
-use crate::config::{BootSource, DriveConfig, MachineConfig, NetConfig, VmConfig};
+use crate::config::{BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig, VmConfig};
 use crate::event_loop::EventLoop;
 use crate::vstate::exit_report::ExitReason;
 use crate::vstate::vcpu;
 
 enum Phase {
     Configuring,
-    Running { vm: RunningVm, paused: bool, subscriber_ids: Vec<SubscriberId> },
+    Running {
+        vm: RunningVm,
+        paused: bool,
+        subscriber_ids: Vec<SubscriberId>,
+    },
     Stopped(ExitReason),
 }
 
@@ -44,9 +48,10 @@ pub struct ExitWatch {
 
 fn build_error(e: BuildError) -> ApiError {
     match e {
-        BuildError::Config(_) | BuildError::Boot(_) | BuildError::Serial(_) | BuildError::Virtio(_) => {
-            ApiError::bad_request(e.to_string())
-        }
+        BuildError::Config(_)
+        | BuildError::Boot(_)
+        | BuildError::Serial(_)
+        | BuildError::Virtio(_) => ApiError::bad_request(e.to_string()),
         _ => ApiError::internal(e.to_string()),
     }
 }
@@ -56,7 +61,10 @@ impl Vmm {
     pub fn new(id: String, events: EventLoop) -> std::io::Result<Self> {
         Ok(Vmm {
             id,
-            inner: Mutex::new(Inner { config: VmConfig::default(), phase: Phase::Configuring }),
+            inner: Mutex::new(Inner {
+                config: VmConfig::default(),
+                phase: Phase::Configuring,
+            }),
             events,
             started_evt: EventFd::new(libc::EFD_NONBLOCK)?,
         })
@@ -77,12 +85,12 @@ impl Vmm {
     fn configurable(inner: &Inner) -> Result<(), ApiError> {
         match inner.phase {
             Phase::Configuring => Ok(()),
-            Phase::Running { .. } => {
-                Err(ApiError::conflict("the VM has started; its configuration can no longer change"))
-            }
-            Phase::Stopped(_) => {
-                Err(ApiError::conflict("the VM has stopped; its configuration can no longer change"))
-            }
+            Phase::Running { .. } => Err(ApiError::conflict(
+                "the VM has started; its configuration can no longer change",
+            )),
+            Phase::Stopped(_) => Err(ApiError::conflict(
+                "the VM has stopped; its configuration can no longer change",
+            )),
         }
     }
 
@@ -103,10 +111,20 @@ impl Vmm {
         let mut inner = self.lock();
         let phase = std::mem::replace(&mut inner.phase, Phase::Configuring);
         let (result, phase) = match phase {
-            Phase::Running { mut vm, subscriber_ids, .. } => {
-                let reason = reason.or_else(|| vm.control.exit_reason()).unwrap_or(ExitReason::Stopped);
+            Phase::Running {
+                mut vm,
+                subscriber_ids,
+                ..
+            } => {
+                let reason = reason
+                    .or_else(|| vm.control.exit_reason())
+                    .unwrap_or(ExitReason::Stopped);
                 vcpu::stop_all(&vm.control, &mut vm.vcpus);
-                let reason = vm.control.exit_reason().filter(|r| *r != ExitReason::Stopped).unwrap_or(reason);
+                let reason = vm
+                    .control
+                    .exit_reason()
+                    .filter(|r| *r != ExitReason::Stopped)
+                    .unwrap_or(reason);
                 if let Err(e) = self.events.remove(subscriber_ids) {
                     log::warn!("{e}");
                 }
@@ -194,13 +212,25 @@ impl VmmControl for Vmm {
         Ok(())
     }
 
+    fn put_serial(&self, serial: SerialConfig) -> Result<(), ApiError> {
+        crate::serial_io::parse_output(serial.output.as_deref())
+            .and_then(|_| crate::serial_io::parse_input(serial.input.as_deref()))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let mut inner = self.lock();
+        Self::configurable(&inner)?;
+        inner.config.serial = serial;
+        Ok(())
+    }
+
     fn start(&self) -> Result<(), ApiError> {
         let mut inner = self.lock();
         match inner.phase {
             Phase::Configuring => {}
             Phase::Running { .. } => return Err(ApiError::conflict("the VM is already running")),
             Phase::Stopped(_) => {
-                return Err(ApiError::conflict("the VM has stopped and cannot be started again"))
+                return Err(ApiError::conflict(
+                    "the VM has stopped and cannot be started again",
+                ))
             }
         }
         let mut vm = builder::build_and_start(&inner.config).map_err(build_error)?;
@@ -212,7 +242,11 @@ impl VmmControl for Vmm {
                 return Err(ApiError::internal(e.to_string()));
             }
         };
-        inner.phase = Phase::Running { vm, paused: false, subscriber_ids };
+        inner.phase = Phase::Running {
+            vm,
+            paused: false,
+            subscriber_ids,
+        };
         if let Err(e) = self.started_evt.write(1) {
             log::error!("cannot wake the supervisor: {e}");
         }
@@ -224,7 +258,9 @@ impl VmmControl for Vmm {
             let inner = self.lock();
             match inner.phase {
                 Phase::Running { .. } => {}
-                Phase::Configuring => return Err(ApiError::conflict("the VM has not been started")),
+                Phase::Configuring => {
+                    return Err(ApiError::conflict("the VM has not been started"))
+                }
                 Phase::Stopped(_) => return Err(ApiError::conflict("the VM has already stopped")),
             }
         }
@@ -237,18 +273,26 @@ impl VmmControl for Vmm {
         match &mut inner.phase {
             Phase::Running { vm, paused, .. } => {
                 if vm.control.exit_reason().is_some() {
-                    return Err(ApiError::conflict("the VM has stopped and cannot be paused"));
+                    return Err(ApiError::conflict(
+                        "the VM has stopped and cannot be paused",
+                    ));
                 }
                 if !*paused {
                     if !vcpu::pause_all(&vm.control, &vm.vcpus) {
-                        return Err(ApiError::internal("a vCPU did not acknowledge the pause in time"));
+                        return Err(ApiError::internal(
+                            "a vCPU did not acknowledge the pause in time",
+                        ));
                     }
                     *paused = true;
                 }
                 Ok(())
             }
-            Phase::Configuring => Err(ApiError::conflict("the VM has not been started; nothing to pause")),
-            Phase::Stopped(_) => Err(ApiError::conflict("the VM has stopped and cannot be paused")),
+            Phase::Configuring => Err(ApiError::conflict(
+                "the VM has not been started; nothing to pause",
+            )),
+            Phase::Stopped(_) => Err(ApiError::conflict(
+                "the VM has stopped and cannot be paused",
+            )),
         }
     }
 
@@ -257,18 +301,26 @@ impl VmmControl for Vmm {
         match &mut inner.phase {
             Phase::Running { vm, paused, .. } => {
                 if vm.control.exit_reason().is_some() {
-                    return Err(ApiError::conflict("the VM has stopped and cannot be resumed"));
+                    return Err(ApiError::conflict(
+                        "the VM has stopped and cannot be resumed",
+                    ));
                 }
                 if *paused {
                     if !vcpu::resume_all(&vm.control) {
-                        return Err(ApiError::internal("a vCPU did not acknowledge the resume in time"));
+                        return Err(ApiError::internal(
+                            "a vCPU did not acknowledge the resume in time",
+                        ));
                     }
                     *paused = false;
                 }
                 Ok(())
             }
-            Phase::Configuring => Err(ApiError::conflict("the VM has not been started; nothing to resume")),
-            Phase::Stopped(_) => Err(ApiError::conflict("the VM has stopped and cannot be resumed")),
+            Phase::Configuring => Err(ApiError::conflict(
+                "the VM has not been started; nothing to resume",
+            )),
+            Phase::Stopped(_) => Err(ApiError::conflict(
+                "the VM has stopped and cannot be resumed",
+            )),
         }
     }
 }

@@ -66,7 +66,11 @@ impl DeviceManager {
         let reset_evt = eventfd()?;
         let mut pio = Bus::new();
         let reset_line = Arc::new(reset_evt.try_clone().map_err(DeviceError::EventFd)?);
-        pio.insert(Arc::new(Mutex::new(I8042::new(reset_line))), I8042_PORT, I8042_PORT_COUNT)?;
+        pio.insert(
+            Arc::new(Mutex::new(I8042::new(reset_line))),
+            I8042_PORT,
+            I8042_PORT_COUNT,
+        )?;
         let _ = vm;
         Ok(DeviceManager {
             pio,
@@ -88,7 +92,8 @@ impl DeviceManager {
         let irq = eventfd()?;
         vm.register_irqfd(&irq, COM1_GSI)?;
         let serial = Arc::new(Mutex::new(SerialDevice::new(Arc::new(irq), out)));
-        self.pio.insert(serial.clone(), COM1_PORT, UART_PORT_COUNT)?;
+        self.pio
+            .insert(serial.clone(), COM1_PORT, UART_PORT_COUNT)?;
         self.serial = Some(serial.clone());
         Ok(serial)
     }
@@ -120,9 +125,11 @@ impl DeviceManager {
         let interrupt = Arc::new(VirtioInterrupt::new(Box::new(irq)));
         let as_virtio: Arc<Mutex<dyn VirtioDevice>> = device.clone();
         let transport = MmioTransport::new(as_virtio, mem.clone(), interrupt);
-        self.mmio.insert(Arc::new(Mutex::new(transport)), base, MMIO_WINDOW_SIZE)?;
+        self.mmio
+            .insert(Arc::new(Mutex::new(transport)), base, MMIO_WINDOW_SIZE)?;
         self.subscribers.push(device);
-        self.cmdline_entries.push(format!("virtio_mmio.device=4K@{base:#x}:{gsi}"));
+        self.cmdline_entries
+            .push(format!("virtio_mmio.device=4K@{base:#x}:{gsi}"));
         self.next_slot += 1;
         Ok(())
     }

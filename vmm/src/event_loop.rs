@@ -48,18 +48,23 @@ impl EventLoop {
 
     /// Adds subscribers; returns their ids for later removal.
     pub fn add(&self, subscribers: Vec<Subscriber>) -> Result<Vec<SubscriberId>, EventLoopError> {
-        self.endpoint.call_blocking(move |ops| -> Result<Vec<SubscriberId>, EventLoopError> {
-            Ok(subscribers.into_iter().map(|s| ops.add_subscriber(s)).collect())
-        })
+        self.endpoint
+            .call_blocking(move |ops| -> Result<Vec<SubscriberId>, EventLoopError> {
+                Ok(subscribers
+                    .into_iter()
+                    .map(|s| ops.add_subscriber(s))
+                    .collect())
+            })
     }
 
     /// Removes subscribers added earlier.
     pub fn remove(&self, ids: Vec<SubscriberId>) -> Result<(), EventLoopError> {
-        self.endpoint.call_blocking(move |ops| -> Result<(), EventLoopError> {
-            for id in ids {
-                ops.remove_subscriber(id)?;
-            }
-            Ok(())
-        })
+        self.endpoint
+            .call_blocking(move |ops| -> Result<(), EventLoopError> {
+                for id in ids {
+                    ops.remove_subscriber(id)?;
+                }
+                Ok(())
+            })
     }
 }

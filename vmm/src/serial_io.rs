@@ -129,9 +129,15 @@ pub fn open_output(
         OutputSpec::Stdout => (Box::new(io::stdout()), None),
         OutputSpec::Null => (Box::new(io::sink()), None),
         OutputSpec::File(p) => {
-            let f = OpenOptions::new().create(true).append(true).open(p).map_err(|source| {
-                SerialIoError::Open { what: "output file", path: p.clone(), source }
-            })?;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|source| SerialIoError::Open {
+                    what: "output file",
+                    path: p.clone(),
+                    source,
+                })?;
             (Box::new(f), None)
         }
         OutputSpec::Socket(p) => (Box::new(ClientSink(client.clone())), Some(bind_socket(p)?)),
@@ -148,12 +154,23 @@ pub struct ConsoleInput {
 
 impl ConsoleInput {
     /// Serves `listener`; accepted clients become the console client.
-    pub fn new(listener: UnixListener, client: ConsoleClient, serial: Arc<Mutex<SerialDevice>>) -> Self {
-        ConsoleInput { listener, client, serial, reader: None }
+    pub fn new(
+        listener: UnixListener,
+        client: ConsoleClient,
+        serial: Arc<Mutex<SerialDevice>>,
+    ) -> Self {
+        ConsoleInput {
+            listener,
+            client,
+            serial,
+            reader: None,
+        }
     }
 
     fn accept(&mut self, ops: &mut EventOps) {
-        let Ok((stream, _)) = self.listener.accept() else { return };
+        let Ok((stream, _)) = self.listener.accept() else {
+            return;
+        };
         if let Some(old) = self.reader.take() {
             let _ = ops.remove(Events::new(&old, EventSet::IN));
         }
@@ -168,7 +185,9 @@ impl ConsoleInput {
     }
 
     fn read_input(&mut self, ops: &mut EventOps) {
-        let Some(reader) = self.reader.as_mut() else { return };
+        let Some(reader) = self.reader.as_mut() else {
+            return;
+        };
         let room = lock(&self.serial).input_capacity().clamp(1, 64);
         let mut buf = [0u8; 64];
         match reader.read(&mut buf[..room]) {
@@ -209,8 +228,14 @@ mod tests {
     #[test]
     fn parses_specs() {
         assert_eq!(parse_output(None).unwrap(), OutputSpec::Stdout);
-        assert_eq!(parse_output(Some("file:/tmp/x")).unwrap(), OutputSpec::File("/tmp/x".into()));
-        assert_eq!(parse_output(Some("socket:/s")).unwrap(), OutputSpec::Socket("/s".into()));
+        assert_eq!(
+            parse_output(Some("file:/tmp/x")).unwrap(),
+            OutputSpec::File("/tmp/x".into())
+        );
+        assert_eq!(
+            parse_output(Some("socket:/s")).unwrap(),
+            OutputSpec::Socket("/s".into())
+        );
         assert!(parse_output(Some("tty")).is_err());
         assert!(parse_output(Some("file:")).is_err());
         assert_eq!(parse_input(Some("socket:/i")).unwrap(), Some("/i".into()));

@@ -52,19 +52,31 @@ pub struct ApiError {
 impl ApiError {
     /// 400 Bad Request.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError { status: 400, message: message.into() }
+        ApiError {
+            status: 400,
+            message: message.into(),
+        }
     }
     /// 404 Not Found.
     pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError { status: 404, message: message.into() }
+        ApiError {
+            status: 404,
+            message: message.into(),
+        }
     }
     /// 409 Conflict: the request is valid but not in the VM's current state.
     pub fn conflict(message: impl Into<String>) -> Self {
-        ApiError { status: 409, message: message.into() }
+        ApiError {
+            status: 409,
+            message: message.into(),
+        }
     }
     /// 500 Internal Server Error.
     pub fn internal(message: impl Into<String>) -> Self {
-        ApiError { status: 500, message: message.into() }
+        ApiError {
+            status: 500,
+            message: message.into(),
+        }
     }
 }
 
@@ -90,12 +102,7 @@ pub trait VmmControl: Send + Sync + 'static {
     /// `PUT /network-interfaces/{id}` (before start only); replaces one with the same id.
     fn put_net(&self, net: NetConfig) -> Result<(), ApiError>;
     /// `PUT /serial` (before start): where the console's output goes and input comes from.
-    fn put_serial(&self, _serial: SerialConfig) -> Result<(), ApiError> {
-        Err(ApiError {
-            status: 501,
-            message: "this VMM cannot configure the serial console".into(),
-        })
-    }
+    fn put_serial(&self, serial: SerialConfig) -> Result<(), ApiError>;
     /// `PUT /actions {"action_type": "InstanceStart"}`.
     fn start(&self) -> Result<(), ApiError>;
     /// `PUT /actions {"action_type": "InstanceStop"}`: stops the vCPUs for good.

@@ -82,7 +82,11 @@ mod tests {
     fn sets_apic_id_and_tsc_leaf() {
         let mut cpuid = CpuId::new(0).unwrap();
         cpuid
-            .push(kvm_cpuid_entry2 { function: 1, ebx: 0xff00_1234, ..Default::default() })
+            .push(kvm_cpuid_entry2 {
+                function: 1,
+                ebx: 0xff00_1234,
+                ..Default::default()
+            })
             .unwrap();
         normalize(&mut cpuid, 3, 4, Some(2_700_000)).unwrap();
         let e1 = cpuid.as_slice().iter().find(|e| e.function == 1).unwrap();
@@ -90,9 +94,17 @@ mod tests {
         assert_eq!((e1.ebx >> 16) & 0xff, 4);
         assert_eq!(e1.ebx & 0xffff, 0x1234);
         assert_ne!(e1.ecx & (1 << 31), 0);
-        let hv = cpuid.as_slice().iter().find(|e| e.function == 0x4000_0000).unwrap();
+        let hv = cpuid
+            .as_slice()
+            .iter()
+            .find(|e| e.function == 0x4000_0000)
+            .unwrap();
         assert_eq!(hv.eax, TSC_FREQ_LEAF);
-        let tsc = cpuid.as_slice().iter().find(|e| e.function == TSC_FREQ_LEAF).unwrap();
+        let tsc = cpuid
+            .as_slice()
+            .iter()
+            .find(|e| e.function == TSC_FREQ_LEAF)
+            .unwrap();
         assert_eq!(tsc.eax, 2_700_000);
     }
 }

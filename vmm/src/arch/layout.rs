@@ -49,7 +49,10 @@ pub fn ram_ranges(mem_bytes: u64) -> Vec<(u64, u64)> {
     if mem_bytes <= MMIO_HOLE_START {
         vec![(0, mem_bytes)]
     } else {
-        vec![(0, MMIO_HOLE_START), (MMIO_HOLE_END, mem_bytes - MMIO_HOLE_START)]
+        vec![
+            (0, MMIO_HOLE_START),
+            (MMIO_HOLE_END, mem_bytes - MMIO_HOLE_START),
+        ]
     }
 }
 
@@ -61,6 +64,12 @@ mod tests {
     fn ram_skips_the_mmio_hole() {
         assert_eq!(ram_ranges(128 << 20), vec![(0, 128 << 20)]);
         let r = ram_ranges(4 << 30);
-        assert_eq!(r, vec![(0, MMIO_HOLE_START), (MMIO_HOLE_END, (4 << 30) - MMIO_HOLE_START)]);
+        assert_eq!(
+            r,
+            vec![
+                (0, MMIO_HOLE_START),
+                (MMIO_HOLE_END, (4 << 30) - MMIO_HOLE_START)
+            ]
+        );
     }
 }

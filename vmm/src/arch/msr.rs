@@ -35,7 +35,11 @@ pub fn boot_msrs() -> Result<Msrs, vmm_sys_util::fam::Error> {
         (MSR_MTRR_DEF_TYPE, MTRR_ENABLE_WB),
     ]
     .iter()
-    .map(|&(index, data)| kvm_msr_entry { index, data, ..Default::default() })
+    .map(|&(index, data)| kvm_msr_entry {
+        index,
+        data,
+        ..Default::default()
+    })
     .collect();
     Msrs::from_entries(&entries)
 }

@@ -25,7 +25,12 @@ fn flat_segment(selector: u16, type_: u8) -> kvm_segment {
 
 /// General registers for a PVH entry: `rip` = entry, `rbx` = `hvm_start_info`.
 pub fn pvh_regs(entry: u64, start_info: u64) -> kvm_regs {
-    kvm_regs { rip: entry, rbx: start_info, rflags: 0x2, ..Default::default() }
+    kvm_regs {
+        rip: entry,
+        rbx: start_info,
+        rflags: 0x2,
+        ..Default::default()
+    }
 }
 
 /// Updates `sregs` (as read from KVM) for a PVH entry.
@@ -37,7 +42,12 @@ pub fn pvh_sregs(sregs: &mut kvm_sregs) {
     sregs.fs = data;
     sregs.gs = data;
     sregs.ss = data;
-    sregs.tr = kvm_segment { limit: 0x67, type_: 0xb, present: 1, ..Default::default() };
+    sregs.tr = kvm_segment {
+        limit: 0x67,
+        type_: 0xb,
+        present: 1,
+        ..Default::default()
+    };
     sregs.cr0 = CR0_PE | CR0_ET;
     sregs.cr3 = 0;
     sregs.cr4 = 0;
@@ -46,5 +56,9 @@ pub fn pvh_sregs(sregs: &mut kvm_sregs) {
 
 /// x87/SSE control words at reset.
 pub fn initial_fpu() -> kvm_fpu {
-    kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() }
+    kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    }
 }

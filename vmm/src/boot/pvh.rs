@@ -29,8 +29,16 @@ pub fn load_kernel(mem: &GuestMemory, path: &Path) -> Result<BootProtocol, BootE
         path: path.to_owned(),
         source,
     })?;
-    let result = Elf::load(mem, None, &mut file, Some(GuestAddress(layout::HIMEM_START)))
-        .map_err(|source| BootError::Load { path: path.to_owned(), source })?;
+    let result = Elf::load(
+        mem,
+        None,
+        &mut file,
+        Some(GuestAddress(layout::HIMEM_START)),
+    )
+    .map_err(|source| BootError::Load {
+        path: path.to_owned(),
+        source,
+    })?;
     match result.pvh_boot_cap {
         PvhBootCapability::PvhEntryPresent(entry) => Ok(BootProtocol::Pvh { entry: entry.0 }),
         _ => Err(BootError::NoPvhEntry(path.to_owned())),
@@ -43,19 +51,32 @@ pub fn build_cmdline(user_args: &str, device_entries: &[String]) -> Result<Cmdli
         Cmdline::new(layout::CMDLINE_MAX_SIZE).map_err(|e| BootError::Cmdline(e.to_string()))?;
     let user = user_args.trim();
     if !user.is_empty() {
-        cmdline.insert_str(user).map_err(|e| BootError::Cmdline(format!("{e}: {user:?}")))?;
+        cmdline
+            .insert_str(user)
+            .map_err(|e| BootError::Cmdline(format!("{e}: {user:?}")))?;
     }
     for entry in device_entries {
-        cmdline.insert_str(entry).map_err(|e| BootError::Cmdline(format!("{e}: {entry:?}")))?;
+        cmdline
+            .insert_str(entry)
+            .map_err(|e| BootError::Cmdline(format!("{e}: {entry:?}")))?;
     }
     Ok(cmdline)
 }
 
 fn memmap(mem: &GuestMemory) -> Vec<hvm_memmap_table_entry> {
-    let entry = |addr, size, type_| hvm_memmap_table_entry { addr, size, type_, reserved: 0 };
+    let entry = |addr, size, type_| hvm_memmap_table_entry {
+        addr,
+        size,
+        type_,
+        reserved: 0,
+    };
     let mut map = vec![
         entry(0, LOW_RAM_END, E820_RAM),
-        entry(LOW_RAM_END, layout::HIMEM_START - LOW_RAM_END, E820_RESERVED),
+        entry(
+            LOW_RAM_END,
+            layout::HIMEM_START - LOW_RAM_END,
+            E820_RESERVED,
+        ),
     ];
     for region in mem.iter() {
         use vm_memory::GuestMemoryRegion;
@@ -76,12 +97,24 @@ fn load_initrd(mem: &GuestMemory, path: &PathBuf) -> Result<(u64, u64), BootErro
         source,
     })?;
     let size = data.len() as u64;
-    let low_end = mem.last_addr().0.saturating_add(1).min(layout::INITRD_MAX_END);
-    let addr = low_end.checked_sub(size).map(|a| a & !0xfff).filter(|&a| a >= layout::HIMEM_START);
+    let low_end = mem
+        .last_addr()
+        .0
+        .saturating_add(1)
+        .min(layout::INITRD_MAX_END);
+    let addr = low_end
+        .checked_sub(size)
+        .map(|a| a & !0xfff)
+        .filter(|&a| a >= layout::HIMEM_START);
     let Some(addr) = addr else {
-        return Err(BootError::InitrdTooBig { path: path.clone(), size, limit: low_end });
+        return Err(BootError::InitrdTooBig {
+            path: path.clone(),
+            size,
+            limit: low_end,
+        });
     };
-    mem.write_slice(&data, GuestAddress(addr)).map_err(|e| BootError::Setup(e.to_string()))?;
+    mem.write_slice(&data, GuestAddress(addr))
+        .map_err(|e| BootError::Setup(e.to_string()))?;
     Ok((addr, size))
 }
 
@@ -96,7 +129,10 @@ pub fn configure(
         .map_err(|e| BootError::Cmdline(e.to_string()))?;
     let map = memmap(mem);
     if map.len() > layout::PVH_MEMMAP_MAX_ENTRIES {
-        return Err(BootError::Setup(format!("{} memory map entries is too many", map.len())));
+        return Err(BootError::Setup(format!(
+            "{} memory map entries is too many",
+            map.len()
+        )));
     }
     let mut start_info = hvm_start_info {
         magic: XEN_HVM_START_MAGIC_VALUE,
@@ -111,7 +147,11 @@ pub fn configure(
             let (paddr, size) = load_initrd(mem, path)?;
             start_info.nr_modules = 1;
             start_info.modlist_paddr = layout::PVH_MODLIST_START;
-            Some(hvm_modlist_entry { paddr, size, ..Default::default() })
+            Some(hvm_modlist_entry {
+                paddr,
+                size,
+                ..Default::default()
+            })
         }
         None => None,
     };
@@ -122,5 +162,8 @@ pub fn configure(
     }
     PvhBootConfigurator::write_bootparams::<GuestMemory>(&params, mem)
         .map_err(|e| BootError::Setup(e.to_string()))?;
-    Ok(BootRegs { regs: regs::pvh_regs(entry, layout::PVH_INFO_START), set_sregs: regs::pvh_sregs })
+    Ok(BootRegs {
+        regs: regs::pvh_regs(entry, layout::PVH_INFO_START),
+        set_sregs: regs::pvh_sregs,
+    })
 }

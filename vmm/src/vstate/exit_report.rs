@@ -27,7 +27,10 @@ pub enum ExitReason {
 impl ExitReason {
     /// Whether this is a normal end of the guest (not an error).
     pub fn is_clean(&self) -> bool {
-        matches!(self, ExitReason::GuestReset | ExitReason::GuestSystemEvent(_) | ExitReason::Stopped)
+        matches!(
+            self,
+            ExitReason::GuestReset | ExitReason::GuestSystemEvent(_) | ExitReason::Stopped
+        )
     }
 }
 
@@ -37,7 +40,10 @@ impl std::fmt::Display for ExitReason {
             ExitReason::GuestReset => write!(f, "the guest requested a reset (i8042)"),
             ExitReason::GuestSystemEvent(what) => write!(f, "the guest requested {what}"),
             ExitReason::TripleFault { vcpu } => {
-                write!(f, "vCPU {vcpu} triple-faulted (the guest could not handle an exception)")
+                write!(
+                    f,
+                    "vCPU {vcpu} triple-faulted (the guest could not handle an exception)"
+                )
             }
             ExitReason::Stopped => write!(f, "stopped by request"),
             ExitReason::Error(msg) => f.write_str(msg),
@@ -74,7 +80,10 @@ impl InternalError {
             let size = usize::from(raw[0]).min(15);
             insn_bytes.extend_from_slice(&raw[1..1 + size]);
         }
-        InternalError { suberror: internal.suberror, insn_bytes }
+        InternalError {
+            suberror: internal.suberror,
+            insn_bytes,
+        }
     }
 
     /// The user-facing message for this failure on vCPU `vcpu` at `rip` with privilege `cpl`.
@@ -82,7 +91,11 @@ impl InternalError {
         let bytes = if self.insn_bytes.is_empty() {
             "not reported".to_string()
         } else {
-            self.insn_bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+            self.insn_bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         };
         if self.suberror == KVM_INTERNAL_ERROR_EMULATION {
             let host = if host_is_pvm() {

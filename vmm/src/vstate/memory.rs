@@ -34,7 +34,12 @@ pub fn create_guest_memory(mem_mib: u64, huge_pages: bool) -> Result<GuestMemory
     let bytes = mem_mib << 20;
     let ranges = layout::ram_ranges(bytes);
     let file = if huge_pages {
-        Some(hugetlb_memfd(bytes).map_err(|source| MemoryError::HugePages { mib: mem_mib, source })?)
+        Some(
+            hugetlb_memfd(bytes).map_err(|source| MemoryError::HugePages {
+                mib: mem_mib,
+                source,
+            })?,
+        )
     } else {
         None
     };
@@ -43,7 +48,10 @@ pub fn create_guest_memory(mem_mib: u64, huge_pages: bool) -> Result<GuestMemory
     for &(start, len) in &ranges {
         let fo = match &file {
             Some(f) => Some(FileOffset::new(
-                f.try_clone().map_err(|source| MemoryError::HugePages { mib: mem_mib, source })?,
+                f.try_clone().map_err(|source| MemoryError::HugePages {
+                    mib: mem_mib,
+                    source,
+                })?,
                 file_offset,
             )),
             None => None,
@@ -51,8 +59,10 @@ pub fn create_guest_memory(mem_mib: u64, huge_pages: bool) -> Result<GuestMemory
         file_offset += len;
         regions.push((GuestAddress(start), len as usize, fo));
     }
-    GuestMemory::from_ranges_with_files(regions)
-        .map_err(|source| MemoryError::Allocate { mib: mem_mib, source })
+    GuestMemory::from_ranges_with_files(regions).map_err(|source| MemoryError::Allocate {
+        mib: mem_mib,
+        source,
+    })
 }
 
 fn hugetlb_memfd(bytes: u64) -> std::io::Result<File> {

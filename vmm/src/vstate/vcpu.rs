@@ -12,7 +12,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use devices::bus::Bus;
-use kvm_bindings::{kvm_run, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_bindings::{
+    kvm_run, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
@@ -103,7 +105,9 @@ impl VcpuControl {
         let (_s, timeout) = self
             .changed
             .wait_timeout_while(s, ACK_TIMEOUT, |s| {
-                s.states.iter().any(|&st| st != target && st != VcpuState::Exited)
+                s.states
+                    .iter()
+                    .any(|&st| st != target && st != VcpuState::Exited)
             })
             .unwrap_or_else(|p| p.into_inner());
         !timeout.timed_out()
@@ -226,7 +230,11 @@ pub fn spawn(index: u8, fd: VcpuFd, ctx: VcpuContext) -> std::io::Result<VcpuHan
         .spawn(move || run_loop(index, fd, ctx, thread_exits))?;
     use std::os::unix::thread::JoinHandleExt;
     let pthread = thread.as_pthread_t();
-    Ok(VcpuHandle { thread: Some(thread), pthread, exits })
+    Ok(VcpuHandle {
+        thread: Some(thread),
+        pthread,
+        exits,
+    })
 }
 
 /// Pauses all vCPUs; false if one did not acknowledge in time.
@@ -264,10 +272,14 @@ fn run_loop(index: u8, mut fd: VcpuFd, ctx: VcpuContext, exits: Arc<AtomicU64>) 
                 fd.set_kvm_immediate_exit(0);
                 None
             }
-            Err(e) => Some(ExitReason::Error(format!("vCPU {index}: KVM_RUN failed: {e}"))),
+            Err(e) => Some(ExitReason::Error(format!(
+                "vCPU {index}: KVM_RUN failed: {e}"
+            ))),
         };
         let outcome = match outcome {
-            Some(ExitReason::Error(msg)) if msg.is_empty() => Some(describe_internal(index, &mut fd)),
+            Some(ExitReason::Error(msg)) if msg.is_empty() => {
+                Some(describe_internal(index, &mut fd))
+            }
             other => other,
         };
         if let Some(reason) = outcome {
@@ -320,7 +332,9 @@ fn handle_exit(index: u8, exit: VcpuExit<'_>, ctx: &VcpuContext) -> Option<ExitR
             "vCPU {index}: KVM could not enter the guest (hardware entry failure reason \
              {reason:#x} on host CPU {cpu})"
         ))),
-        other => Some(ExitReason::Error(format!("vCPU {index}: unexpected KVM exit {other:?}"))),
+        other => Some(ExitReason::Error(format!(
+            "vCPU {index}: unexpected KVM exit {other:?}"
+        ))),
     }
 }
 

@@ -71,7 +71,9 @@ impl Vm {
             };
             // SAFETY: the region is a live mmap owned by `mem`, which outlives the VM (the VM
             // owner keeps both); KVM only accesses it while the VM exists.
-            ioctl("KVM_SET_USER_MEMORY_REGION", unsafe { fd.set_user_memory_region(r) })?;
+            ioctl("KVM_SET_USER_MEMORY_REGION", unsafe {
+                fd.set_user_memory_region(r)
+            })?;
         }
         // Needed by VMX hosts; other hosts may refuse, which is harmless.
         if let Err(e) = fd.set_tss_address(layout::KVM_TSS_ADDRESS as usize) {
@@ -81,9 +83,15 @@ impl Vm {
             log::debug!("KVM_SET_IDENTITY_MAP_ADDR: {e}");
         }
         ioctl("KVM_CREATE_IRQCHIP", fd.create_irq_chip())?;
-        let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
         ioctl("KVM_CREATE_PIT2", fd.create_pit2(pit))?;
-        Ok(Vm { kvm, fd: Arc::new(fd) })
+        Ok(Vm {
+            kvm,
+            fd: Arc::new(fd),
+        })
     }
 
     /// The `/dev/kvm` handle.
@@ -110,7 +118,8 @@ impl Vm {
     ) -> Result<(), VmError> {
         ioctl(
             "KVM_IOEVENTFD",
-            self.fd.register_ioevent(evt, &IoEventAddress::Mmio(addr), datamatch),
+            self.fd
+                .register_ioevent(evt, &IoEventAddress::Mmio(addr), datamatch),
         )
     }
 }

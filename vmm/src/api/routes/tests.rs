@@ -138,55 +138,6 @@ fn put_serial() {
     assert!(fault(&response).contains("output"));
 }
 
-/// A controller that implements only what `VmmControl` requires.
-struct Minimal;
-
-impl VmmControl for Minimal {
-    fn instance_info(&self) -> crate::api::InstanceInfo {
-        unimplemented!()
-    }
-    fn vm_config(&self) -> VmConfig {
-        VmConfig::default()
-    }
-    fn put_machine_config(&self, _: MachineConfig) -> Result<(), ApiError> {
-        Ok(())
-    }
-    fn put_boot_source(&self, _: BootSource) -> Result<(), ApiError> {
-        Ok(())
-    }
-    fn put_drive(&self, _: DriveConfig) -> Result<(), ApiError> {
-        Ok(())
-    }
-    fn put_net(&self, _: NetConfig) -> Result<(), ApiError> {
-        Ok(())
-    }
-    fn start(&self) -> Result<(), ApiError> {
-        Ok(())
-    }
-    fn stop(&self) -> Result<(), ApiError> {
-        Ok(())
-    }
-    fn pause(&self) -> Result<(), ApiError> {
-        Ok(())
-    }
-    fn resume(&self) -> Result<(), ApiError> {
-        Ok(())
-    }
-}
-
-#[test]
-fn serial_is_501_where_the_controller_does_not_support_it() {
-    let request = ApiRequest {
-        method: "PUT",
-        path: "/serial",
-        content_type: JSON,
-        body: b"{}",
-    };
-    let response = dispatch(&Minimal, &request);
-    assert_eq!(response.status, 501);
-    assert!(fault(&response).contains("serial"));
-}
-
 #[test]
 fn actions_and_vm_state() {
     let control = MockControl::default();
