@@ -2,3 +2,4 @@
 
 pub mod api_client;
 pub mod ctl;
+pub mod guest_run;
