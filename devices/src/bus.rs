@@ -46,7 +46,9 @@ impl Bus {
         if len == 0 {
             return Err(BusError::ZeroLength(base));
         }
-        let end = base.checked_add(len).ok_or(BusError::Overlap { base, len })?;
+        let end = base
+            .checked_add(len)
+            .ok_or(BusError::Overlap { base, len })?;
         if let Some((&b, &(l, _))) = self.ranges.range(..end).next_back() {
             if b + l > base {
                 return Err(BusError::Overlap { base, len });
@@ -107,8 +109,10 @@ mod tests {
     #[test]
     fn dispatches_by_range_and_rejects_overlap() {
         let mut bus = Bus::new();
-        bus.insert(Arc::new(Mutex::new(Echo(1))), 0x100, 0x10).unwrap();
-        bus.insert(Arc::new(Mutex::new(Echo(9))), 0x110, 0x10).unwrap();
+        bus.insert(Arc::new(Mutex::new(Echo(1))), 0x100, 0x10)
+            .unwrap();
+        bus.insert(Arc::new(Mutex::new(Echo(9))), 0x110, 0x10)
+            .unwrap();
         assert!(bus.insert(Arc::new(Mutex::new(Echo(0))), 0x10f, 2).is_err());
         assert!(bus.insert(Arc::new(Mutex::new(Echo(0))), 0xff, 2).is_err());
         let mut b = [0u8; 1];

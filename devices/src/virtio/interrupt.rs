@@ -18,7 +18,10 @@ pub struct VirtioInterrupt {
 impl VirtioInterrupt {
     /// Wraps the line the VMM wired to this device's GSI.
     pub fn new(line: Box<dyn InterruptLine>) -> Self {
-        VirtioInterrupt { status: AtomicU32::new(0), line }
+        VirtioInterrupt {
+            status: AtomicU32::new(0),
+            line,
+        }
     }
 
     /// Sets `bits` in InterruptStatus and pulses the line.
