@@ -127,24 +127,20 @@ impl DescriptorBuffers {
         offset: u64,
         buf: &mut [u8],
     ) -> Result<(), ChainError> {
-        let mut done = 0;
+        let len = buf.len();
         for_each_piece(
             &self.readable,
             self.readable_len,
             offset,
-            buf.len(),
-            |addr, start, len| {
-                mem.read_slice(&mut buf[start..start + len], addr)
+            len,
+            |addr, start, n| {
+                mem.read_slice(&mut buf[start..start + n], addr)
                     .map_err(|source| ChainError::Memory {
                         addr: addr.0,
                         source,
-                    })?;
-                done += len;
-                Ok(())
+                    })
             },
-        )?;
-        debug_assert_eq!(done, buf.len());
-        Ok(())
+        )
     }
 
     /// Copies `buf` into the device-writable stream starting at `offset`.

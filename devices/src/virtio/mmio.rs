@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use log::{debug, error, info, warn};
 use virtio_queue::{Queue, QueueT};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::{interrupt::VIRTIO_MMIO_INT_CONFIG, VIRTIO_F_VERSION_1};
 use super::{status, ActivateError, VirtioDevice, VirtioInterrupt, VIRTIO_F_RING_EVENT_IDX};
@@ -80,6 +81,9 @@ pub struct MmioTransport {
     device_type: u32,
     avail_features: u64,
     queues: Vec<Queue>,
+    /// Duplicates of the device's queue eventfds, so that a QueueNotify write that reaches
+    /// userspace does not wait for the device lock (held while the device does I/O).
+    notify_events: Vec<EventFd>,
     queue_select: u32,
     device_features_select: u32,
     driver_features_select: u32,
@@ -97,7 +101,7 @@ impl MmioTransport {
         mem: GuestMemory,
         interrupt: Arc<VirtioInterrupt>,
     ) -> Self {
-        let (device_type, avail_features, queues) = {
+        let (device_type, avail_features, queues, notify_events) = {
             let dev = lock(&device);
             let queues = dev
                 .queue_max_sizes()
@@ -105,7 +109,25 @@ impl MmioTransport {
                 .enumerate()
                 .map(|(index, &max)| new_queue(dev.device_type(), index, max))
                 .collect();
-            (dev.device_type(), dev.avail_features(), queues)
+            let notify_events = dev
+                .queue_events()
+                .iter()
+                .map(EventFd::try_clone)
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap_or_else(|e| {
+                    warn!(
+                        "virtio-mmio (device type {}): cannot duplicate queue eventfds ({e}); \
+                         notifications will lock the device",
+                        dev.device_type()
+                    );
+                    Vec::new()
+                });
+            (
+                dev.device_type(),
+                dev.avail_features(),
+                queues,
+                notify_events,
+            )
         };
         MmioTransport {
             device,
@@ -114,6 +136,7 @@ impl MmioTransport {
             device_type,
             avail_features,
             queues,
+            notify_events,
             queue_select: 0,
             device_features_select: 0,
             driver_features_select: 0,
@@ -318,12 +341,14 @@ impl MmioTransport {
                 self.device_type
             );
         }
-        let result = {
-            let device = lock(&self.device);
-            device
+        let index_usize = index as usize;
+        let result = match self.notify_events.get(index_usize) {
+            Some(event) => Some(event.write(1)),
+            None if self.notify_events.is_empty() => lock(&self.device)
                 .queue_events()
-                .get(index as usize)
-                .map(|event| event.write(1))
+                .get(index_usize)
+                .map(|event| event.write(1)),
+            None => None,
         };
         match result {
             Some(Ok(())) => {}

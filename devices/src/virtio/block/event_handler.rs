@@ -9,7 +9,10 @@ impl MutEventSubscriber for Block {
     fn init(&mut self, ops: &mut EventOps) {
         for (index, event) in self.queue_events.iter().enumerate() {
             if let Err(e) = ops.add(Events::with_data(event, index as u32, EventSet::IN)) {
-                error!("virtio-blk: cannot watch the eventfd of queue {index}: {e}");
+                error!(
+                    "{}: cannot watch the eventfd of queue {index}: {e}",
+                    self.disk.label
+                );
             }
         }
     }
@@ -17,17 +20,23 @@ impl MutEventSubscriber for Block {
     fn process(&mut self, events: Events, _ops: &mut EventOps) {
         let index = events.data() as usize;
         let Some(event) = self.queue_events.get(index) else {
-            warn!("virtio-blk: event for unknown source {index}");
+            warn!("{}: event for unknown source {index}", self.disk.label);
             return;
         };
         // Consume the notification; it may already have been consumed (spurious wakeup).
         if let Err(e) = event.read() {
             if e.kind() != std::io::ErrorKind::WouldBlock {
-                error!("virtio-blk: cannot read the eventfd of queue {index}: {e}");
+                error!(
+                    "{}: cannot read the eventfd of queue {index}: {e}",
+                    self.disk.label
+                );
             }
         }
         if !self.is_activated() {
-            debug!("virtio-blk: queue {index} notified before activation; ignored");
+            debug!(
+                "{}: queue {index} notified before activation; ignored",
+                self.disk.label
+            );
             return;
         }
         self.process_queue();

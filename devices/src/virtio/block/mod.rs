@@ -141,14 +141,17 @@ impl Block {
     pub fn set_capacity(&mut self, bytes: u64) {
         let sectors = bytes / SECTOR_SIZE;
         info!(
-            "virtio-blk: capacity changes from {} to {sectors} sectors",
-            self.disk.capacity_sectors
+            "{}: capacity changes from {} to {sectors} sectors",
+            self.disk.label, self.disk.capacity_sectors
         );
         self.disk.capacity_sectors = sectors;
         self.config_generation = self.config_generation.wrapping_add(1);
         if let Some(active) = &self.active {
             if let Err(e) = active.interrupt.signal(VIRTIO_MMIO_INT_CONFIG) {
-                error!("virtio-blk: cannot raise the configuration-change interrupt: {e}");
+                error!(
+                    "{}: cannot raise the configuration-change interrupt: {e}",
+                    self.disk.label
+                );
             }
         }
     }
@@ -166,7 +169,7 @@ impl Block {
                 Ok(mut iter) => iter.next(),
                 Err(e) => {
                     self.disk.metrics.invalid_requests += 1;
-                    warn!("virtio-blk: cannot read the available ring: {e}");
+                    warn!("{}: cannot read the available ring: {e}", self.disk.label);
                     None
                 }
             };
@@ -177,19 +180,22 @@ impl Block {
                 Err(e) => {
                     self.disk.metrics.requests += 1;
                     self.disk.metrics.invalid_requests += 1;
-                    warn!("virtio-blk: request {head} dropped: {e}");
+                    warn!("{}: request {head} dropped: {e}", self.disk.label);
                     0
                 }
             };
             if let Err(e) = active.queue.add_used(mem, head, used_len) {
-                error!("virtio-blk: cannot return request {head} to the guest: {e}");
+                error!(
+                    "{}: cannot return request {head} to the guest: {e}",
+                    self.disk.label
+                );
                 break;
             }
             completed += 1;
         }
         if completed > 0 && active.queue.needs_notification(mem).unwrap_or(true) {
             if let Err(e) = active.interrupt.signal(VIRTIO_MMIO_INT_VRING) {
-                error!("virtio-blk: cannot raise the queue interrupt: {e}");
+                error!("{}: cannot raise the queue interrupt: {e}", self.disk.label);
             }
         }
     }
@@ -220,7 +226,8 @@ impl VirtioDevice for Block {
     fn write_config(&mut self, offset: u64, data: &[u8]) {
         // No field is writable: CONFIG_WCE is not offered.
         debug!(
-            "virtio-blk: ignored {}-byte write to read-only config space at {offset:#x}",
+            "{}: ignored {}-byte write to read-only config space at {offset:#x}",
+            self.disk.label,
             data.len()
         );
     }
@@ -249,7 +256,10 @@ impl VirtioDevice for Block {
         });
         // Requests the driver queued before DRIVER_OK are picked up by the event loop.
         if let Err(e) = self.queue_events[0].write(1) {
-            error!("virtio-blk: cannot kick the request queue after activation: {e}");
+            error!(
+                "{}: cannot kick the request queue after activation: {e}",
+                self.disk.label
+            );
         }
         Ok(())
     }

@@ -103,6 +103,8 @@ enum Kind {
 
 /// The disk behind a virtio-blk device: the backend plus what requests are checked against.
 pub(super) struct Disk {
+    /// Names the device in logs: `virtio-blk[<device id>]`.
+    pub(super) label: String,
     pub(super) backend: Box<dyn BlockBackend>,
     pub(super) capacity_sectors: u64,
     pub(super) read_only: bool,
@@ -112,7 +114,12 @@ pub(super) struct Disk {
 
 impl Disk {
     pub(super) fn new(backend: Box<dyn BlockBackend>) -> Self {
+        let label = match backend.device_id() {
+            "" => "virtio-blk".to_string(),
+            id => format!("virtio-blk[{id}]"),
+        };
         Disk {
+            label,
             capacity_sectors: backend.capacity() / SECTOR_SIZE,
             read_only: backend.read_only(),
             backend,
@@ -128,7 +135,8 @@ impl Disk {
         let Some(status_offset) = bufs.writable_len().checked_sub(1) else {
             self.metrics.invalid_requests += 1;
             warn!(
-                "virtio-blk: request {} has no device-writable status byte; dropped",
+                "{}: request {} has no device-writable status byte; dropped",
+                self.label,
                 bufs.head()
             );
             return 0;
@@ -143,7 +151,8 @@ impl Disk {
         if let Err(e) = bufs.write_at(mem, status_offset, &[status]) {
             self.metrics.invalid_requests += 1;
             warn!(
-                "virtio-blk: cannot write status of request {}: {e}",
+                "{}: cannot write status of request {}: {e}",
+                self.label,
                 bufs.head()
             );
             return 0;
@@ -156,15 +165,15 @@ impl Disk {
         match e {
             RequestError::Backend(_) => {
                 self.metrics.io_errors += 1;
-                warn!("virtio-blk: {e}");
+                warn!("{}: {e}", self.label);
             }
             RequestError::Unsupported(_) => {
                 self.metrics.unsupported_requests += 1;
-                debug!("virtio-blk: {e}");
+                debug!("{}: {e}", self.label);
             }
             _ => {
                 self.metrics.invalid_requests += 1;
-                debug!("virtio-blk: rejected request: {e}");
+                debug!("{}: rejected request: {e}", self.label);
             }
         }
     }

@@ -39,6 +39,11 @@ impl Net {
             let len = match self.rx_pending {
                 Some(len) => len,
                 None => match self.backend.recv(&mut self.rx_frame) {
+                    Ok(Some(0)) => {
+                        self.metrics.rx_dropped += 1;
+                        debug!("virtio-net: dropped an empty frame from the backend");
+                        continue;
+                    }
                     Ok(Some(len)) => len.min(self.rx_frame.len()),
                     Ok(None) => break,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,

@@ -311,19 +311,20 @@ fn rx_without_buffers_keeps_the_frame_until_one_arrives() {
 }
 
 #[test]
-fn oversized_rx_frame_is_dropped_and_the_buffer_kept() {
+fn empty_and_oversized_rx_frames_are_dropped_and_the_buffer_kept() {
     let mem = guest_memory();
     let mut rig = Rig::new(&mem);
     let (mut net, wire) = new_net();
     rig.activate(&mut net);
     let addr = rig.add_rx_buffer(200);
+    wire.push(Vec::new());
     wire.push(frame(500, 1));
     let small = frame(150, 2);
     wire.push(small.clone());
     assert!(!net.receive());
     assert_eq!(rig.rxq.used_idx(), 1);
     rig.assert_received(0, addr, &small);
-    assert_eq!(net.metrics().rx_dropped, 1);
+    assert_eq!(net.metrics().rx_dropped, 2);
 }
 
 #[test]
