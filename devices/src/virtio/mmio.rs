@@ -289,6 +289,14 @@ impl MmioTransport {
     }
 
     fn write_queue_config(&mut self, offset: u64, value: u32) {
+        // Drivers disable queues while tearing down, after they reset the device (Linux
+        // writes QueueReady = 0 in del_vqs); that is always harmless before DRIVER_OK.
+        if offset == reg::QUEUE_READY && value == 0 && self.status & status::DRIVER_OK == 0 {
+            if let Some(queue) = self.selected_queue() {
+                queue.set_ready(false);
+            }
+            return;
+        }
         if !self.has_status(
             status::FEATURES_OK,
             status::DRIVER_OK | status::FAILED | status::DEVICE_NEEDS_RESET,

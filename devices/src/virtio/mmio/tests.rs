@@ -318,6 +318,11 @@ fn writing_zero_to_status_resets_everything() {
     assert_eq!(h.r(reg::QUEUE_READY), 0);
     assert_eq!(h.transport.queues()[0].desc_table(), 0);
     assert_eq!(h.transport.driver_features(), 0);
+    // Teardown after reset disables the queue without complaint.
+    let before = h.transport.bad_accesses();
+    h.w(reg::QUEUE_READY, 0);
+    assert_eq!(h.r(reg::QUEUE_READY), 0);
+    assert_eq!(h.transport.bad_accesses(), before);
     // And the device can be brought up again.
     h.negotiate(1 << VIRTIO_F_VERSION_1);
     h.setup_queue(0, &tq);
