@@ -5,6 +5,12 @@
 
 pub mod block;
 pub mod net;
+pub mod raw_file;
+pub mod tap;
+pub mod unix_dgram;
 
 pub use block::BlockBackend;
 pub use net::NetBackend;
+pub use raw_file::{RawFile, RawFileError, RawFileOptions};
+pub use tap::{Tap, TapError};
+pub use unix_dgram::{UnixDgram, UnixDgramError};

@@ -8,12 +8,38 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::GuestMemory;
 
 pub mod block;
+mod descriptors;
 pub mod interrupt;
 pub mod mmio;
 pub mod net;
+#[cfg(test)]
+pub(crate) mod test_utils;
 
+pub use block::{Block, BlockError, BlockMetrics};
 pub use interrupt::VirtioInterrupt;
-pub use mmio::MmioTransport;
+pub use mmio::{MmioTransport, MMIO_WINDOW_SIZE, NOTIFY_REG_OFFSET};
+pub use net::{Net, NetError, NetMetrics};
+
+/// Device status bits (virtio 1.2 §2.1), as written by the driver to the Status register.
+pub mod status {
+    /// The guest OS found the device.
+    pub const ACKNOWLEDGE: u32 = 1;
+    /// The guest OS knows how to drive the device.
+    pub const DRIVER: u32 = 2;
+    /// The driver is set up and ready to drive the device.
+    pub const DRIVER_OK: u32 = 4;
+    /// The driver acknowledged the features it understands; negotiation is complete.
+    pub const FEATURES_OK: u32 = 8;
+    /// The device hit an error it cannot recover from without a reset.
+    pub const DEVICE_NEEDS_RESET: u32 = 64;
+    /// The driver gave up on the device.
+    pub const FAILED: u32 = 128;
+}
+
+/// Feature bit VIRTIO_F_VERSION_1: the device follows virtio 1.x (mandatory for MMIO v2).
+pub const VIRTIO_F_VERSION_1: u32 = 32;
+/// Feature bit VIRTIO_F_RING_EVENT_IDX: used/avail event index notification suppression.
+pub const VIRTIO_F_RING_EVENT_IDX: u32 = 29;
 
 /// Why a device could not be activated by the driver.
 #[derive(Debug, thiserror::Error)]
@@ -59,4 +85,23 @@ pub trait VirtioDevice: Send {
     /// each to the transport's QueueNotify register (KVM ioeventfd with the queue index as
     /// data match); the transport also signals them itself for a plain MMIO write.
     fn queue_events(&self) -> &[EventFd];
+    /// The ConfigGeneration value: changes whenever the device changes its configuration
+    /// space on its own (e.g. a block device resized online), so that a driver reading the
+    /// configuration across a change notices and reads it again.
+    fn config_generation(&self) -> u32 {
+        0
+    }
+}
+
+/// Copies the part of a device's configuration space `config` at `offset` into `data`;
+/// bytes past the end of the space read as zero.
+pub(crate) fn copy_config(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    let Ok(start) = usize::try_from(offset) else {
+        return;
+    };
+    if let Some(src) = config.get(start..) {
+        let n = src.len().min(data.len());
+        data[..n].copy_from_slice(&src[..n]);
+    }
 }
