@@ -100,7 +100,13 @@ impl GuestProcess {
                 }
             }
         });
-        Ok(GuestProcess { what: what.to_string(), child, started, lines: rx, output: Vec::new() })
+        Ok(GuestProcess {
+            what: what.to_string(),
+            child,
+            started,
+            lines: rx,
+            output: Vec::new(),
+        })
     }
 
     /// Waits for a line containing `needle`; returns the time since spawn when it arrived.
@@ -220,7 +226,9 @@ pub fn reprise_command(spec: &GuestSpec<'_>, dir: &Path) -> Result<Command, RunE
         detail: format!("cannot write {}: {e}", path.display()),
     })?;
     let mut cmd = Command::new(reprise_binary()?);
-    cmd.arg("--config-file").arg(path).args(["--log-level", "warn"]);
+    cmd.arg("--config-file")
+        .arg(path)
+        .args(["--log-level", "warn"]);
     Ok(cmd)
 }
 
@@ -228,16 +236,34 @@ pub fn reprise_command(spec: &GuestSpec<'_>, dir: &Path) -> Result<Command, RunE
 pub fn qemu_command(spec: &GuestSpec<'_>) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-M", "microvm,acpi=off", "-accel", "kvm", "-cpu", "host"])
-        .args(["-m", &spec.mem_mib.to_string(), "-smp", &spec.vcpus.to_string()])
-        .args(["-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio"])
+        .args([
+            "-m",
+            &spec.mem_mib.to_string(),
+            "-smp",
+            &spec.vcpus.to_string(),
+        ])
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+        ])
         .args(["-no-reboot", "-global", "virtio-mmio.force-legacy=false"])
         .arg("-kernel")
         .arg(spec.kernel)
         .args(["-append", &spec.args]);
     for (i, disk) in spec.disks.iter().enumerate() {
         cmd.arg("-drive")
-            .arg(format!("id=d{i},file={},format=raw,if=none", disk.display()))
-            .args(["-device", &format!("virtio-blk-device,drive=d{i},serial=disk{i}")]);
+            .arg(format!(
+                "id=d{i},file={},format=raw,if=none",
+                disk.display()
+            ))
+            .args([
+                "-device",
+                &format!("virtio-blk-device,drive=d{i},serial=disk{i}"),
+            ]);
     }
     if let Some(n) = &spec.net {
         cmd.arg("-netdev")
@@ -246,7 +272,10 @@ pub fn qemu_command(spec: &GuestSpec<'_>) -> Command {
                 n.vmm_sock.display(),
                 n.host_sock.display()
             ))
-            .args(["-device", &format!("virtio-net-device,netdev=n0,mac={}", n.mac)]);
+            .args([
+                "-device",
+                &format!("virtio-net-device,netdev=n0,mac={}", n.mac),
+            ]);
     }
     cmd
 }

@@ -1,8 +1,12 @@
 //! Creates the virtio devices and backends a configuration asks for.
 
+use std::sync::{Arc, Mutex};
+
+use devices::backends::{NetBackend, RawFile, RawFileOptions, Tap, UnixDgram};
+use devices::virtio::{Block, Net};
 use devices::GuestMemory;
 
-use crate::config::VmConfig;
+use crate::config::{parse_mac, DriveConfig, NetConfig, VmConfig};
 use crate::device_manager::{DeviceError, DeviceManager};
 use crate::vstate::vm::Vm;
 
@@ -12,7 +16,7 @@ pub enum VirtioSetupError {
     /// Attaching to the buses failed.
     #[error(transparent)]
     Device(#[from] DeviceError),
-    /// The backend could not be opened.
+    /// The backend or device could not be created.
     #[error("{id}: {message}")]
     Backend {
         /// Drive or interface id.
@@ -22,13 +26,53 @@ pub enum VirtioSetupError {
     },
 }
 
-/// Attaches every drive, then every network interface.
+fn backend_err(id: &str) -> impl FnOnce(String) -> VirtioSetupError + '_ {
+    move |message| VirtioSetupError::Backend {
+        id: id.to_string(),
+        message,
+    }
+}
+
+fn block_device(drive: &DriveConfig) -> Result<Block, VirtioSetupError> {
+    let options = RawFileOptions {
+        read_only: drive.is_read_only,
+        direct: drive.io_direct,
+        device_id: drive.drive_id.clone(),
+    };
+    let file = RawFile::open(&drive.path_on_host, &options)
+        .map_err(|e| backend_err(&drive.drive_id)(e.to_string()))?;
+    Block::new(Box::new(file)).map_err(|e| backend_err(&drive.drive_id)(e.to_string()))
+}
+
+fn net_device(net: &NetConfig) -> Result<Net, VirtioSetupError> {
+    let err = backend_err(&net.iface_id);
+    let backend: Box<dyn NetBackend> =
+        match (&net.host_dev_name, &net.socket_path, &net.peer_socket_path) {
+            (Some(tap), _, _) => Box::new(Tap::open(tap).map_err(|e| err(e.to_string()))?),
+            (None, Some(local), Some(peer)) => {
+                Box::new(UnixDgram::bind(local, peer).map_err(|e| err(e.to_string()))?)
+            }
+            _ => return Err(err("no network backend configured".into())),
+        };
+    let mac = match &net.guest_mac {
+        Some(m) => Some(parse_mac(m).map_err(|e| backend_err(&net.iface_id)(e.0))?),
+        None => None,
+    };
+    Net::new(backend, mac).map_err(|e| backend_err(&net.iface_id)(e.to_string()))
+}
+
+/// Attaches every drive, then every network interface, in configuration order.
 pub fn attach_all(
     config: &VmConfig,
     vm: &Vm,
     mem: &GuestMemory,
     dm: &mut DeviceManager,
 ) -> Result<(), VirtioSetupError> {
-    let _ = (config, vm, mem, dm);
+    for drive in &config.drives {
+        dm.add_virtio(vm, mem, Arc::new(Mutex::new(block_device(drive)?)))?;
+    }
+    for net in &config.nets {
+        dm.add_virtio(vm, mem, Arc::new(Mutex::new(net_device(net)?)))?;
+    }
     Ok(())
 }
