@@ -41,11 +41,6 @@ impl Cmdline {
             .last()
     }
 
-    /// Value of `key` as a string (empty if absent or not UTF-8).
-    pub fn get_str(&self, key: &str) -> Option<&'static str> {
-        self.get(key).map(|v| core::str::from_utf8(v).unwrap_or(""))
-    }
-
     /// Numeric value of `key` (decimal or `0x` hex), `default` if absent.
     pub fn u64(&self, key: &str, default: u64) -> u64 {
         match self.get(key) {

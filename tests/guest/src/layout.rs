@@ -27,6 +27,5 @@ extern "C" {
 
 /// First byte after the loaded image (end of user bss).
 pub fn image_end() -> u64 {
-    // SAFETY: only the address of the linker symbol is taken.
-    unsafe { core::ptr::addr_of!(__image_end) as u64 }
+    core::ptr::addr_of!(__image_end) as u64
 }
