@@ -38,7 +38,11 @@ pub extern "C" fn bsp_main(start_info: u64) -> ! {
     if cpus > 1 {
         smp::start(cpus as usize);
     }
-    let env = workload::Env { cmdline, boot: &boot, slots: &slots[..nslots] };
+    let env = workload::Env {
+        cmdline,
+        boot: &boot,
+        slots: &slots[..nslots],
+    };
     workload::run(&env);
     println!("reprise-guest: done");
     power::reset()

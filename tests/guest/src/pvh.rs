@@ -67,7 +67,7 @@ static mut RAM: [RamRange; MAX_RAM_RANGES] = [RamRange { start: 0, end: 0 }; MAX
 /// Read the start info at physical address `paddr`. Called once, on the BSP,
 /// before anything else can touch the statics it fills.
 pub fn read(paddr: u64) -> BootInfo {
-    if paddr == 0 || paddr % 8 != 0 {
+    if paddr == 0 || !paddr.is_multiple_of(8) {
         crate::fatal!("bad hvm_start_info address {:#x}", paddr);
     }
     // SAFETY: the loader placed the structure at `paddr` in identity-mapped RAM.

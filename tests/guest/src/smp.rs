@@ -81,9 +81,9 @@ pub fn start(cpus: usize) {
     }
     let mut seen = [(0u32, 0usize); MAX_CPUS];
     let mut n = 0;
-    for i in 1..MAX_CPUS {
+    for (i, apic_id) in AP_APIC_ID.iter().enumerate().skip(1) {
         if advanced(i) {
-            seen[n] = (AP_APIC_ID[i].load(Ordering::Relaxed), i);
+            seen[n] = (apic_id.load(Ordering::Relaxed), i);
             n += 1;
         }
     }

@@ -53,7 +53,13 @@ impl Blk {
         } else {
             u32::MAX
         };
-        Self { t, q, features, size_max, scratch: dma::alloc(64, 64) }
+        Self {
+            t,
+            q,
+            features,
+            size_max,
+            scratch: dma::alloc(64, 64),
+        }
     }
 
     /// Capacity in 512-byte sectors.
@@ -113,7 +119,14 @@ impl Blk {
     }
 
     /// Issue one request with an optional data buffer and wait for its status.
-    fn request(&mut self, kind: u32, sector: u64, addr: u64, len: usize, device_writes: bool) -> u8 {
+    fn request(
+        &mut self,
+        kind: u32,
+        sector: u64,
+        addr: u64,
+        len: usize,
+        device_writes: bool,
+    ) -> u8 {
         let (hdr, rest) = self.scratch.split_at_mut(16);
         hdr[..4].copy_from_slice(&kind.to_le_bytes());
         hdr[4..8].copy_from_slice(&0u32.to_le_bytes());
@@ -121,16 +134,27 @@ impl Blk {
         let status = &mut rest[16..17];
         status[0] = 0xff;
 
-        let mut bufs = [Buf { addr: 0, len: 0, device_writes: false }; MAX_DATA_SEGS + 2];
+        let mut bufs = [Buf {
+            addr: 0,
+            len: 0,
+            device_writes: false,
+        }; MAX_DATA_SEGS + 2];
         bufs[0] = Buf::out(hdr);
         let mut n = 1;
         let (mut addr, mut left) = (addr, len as u64);
         while left > 0 {
             if n > MAX_DATA_SEGS {
-                crate::fatal!("virtio-blk request of {} bytes needs too many segments", len);
+                crate::fatal!(
+                    "virtio-blk request of {} bytes needs too many segments",
+                    len
+                );
             }
             let seg = left.min(u64::from(self.size_max));
-            bufs[n] = Buf { addr, len: seg as u32, device_writes };
+            bufs[n] = Buf {
+                addr,
+                len: seg as u32,
+                device_writes,
+            };
             addr += seg;
             left -= seg;
             n += 1;

@@ -42,7 +42,9 @@ pub struct Transport {
 
 impl Transport {
     pub fn new(base: u64) -> Self {
-        Self { base: base as usize }
+        Self {
+            base: base as usize,
+        }
     }
 
     fn read(&self, reg: usize) -> u32 {
@@ -55,7 +57,11 @@ impl Transport {
 
     /// (MagicValue, Version, DeviceID).
     pub fn identify(&self) -> (u32, u32, u32) {
-        (self.read(REG_MAGIC), self.read(REG_VERSION), self.read(REG_DEVICE_ID))
+        (
+            self.read(REG_MAGIC),
+            self.read(REG_VERSION),
+            self.read(REG_DEVICE_ID),
+        )
     }
 
     /// Reset the device and negotiate `wanted & offered` (VERSION_1 is required).
@@ -79,7 +85,11 @@ impl Transport {
         let status = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK;
         self.write(REG_STATUS, status);
         if self.read(REG_STATUS) & STATUS_FEATURES_OK == 0 {
-            crate::fatal!("virtio device at {:#x} rejected features {:#x}", self.base, features);
+            crate::fatal!(
+                "virtio device at {:#x} rejected features {:#x}",
+                self.base,
+                features
+            );
         }
         features
     }

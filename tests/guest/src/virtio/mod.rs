@@ -46,14 +46,28 @@ pub fn discover(cmdline: &Cmdline, bsp: u32) -> ([Option<Slot>; MAX_SLOTS], usiz
             crate::fatal!("more than {} virtio_mmio.device entries", MAX_SLOTS);
         }
         if spec.base < 0xc000_0000 || spec.base + spec.size > 0x1_0000_0000 || spec.size < 0x100 {
-            crate::fatal!("virtio slot {}: window {:#x}+{:#x} outside 0xc0000000-0xffffffff", index, spec.base, spec.size);
+            crate::fatal!(
+                "virtio slot {}: window {:#x}+{:#x} outside 0xc0000000-0xffffffff",
+                index,
+                spec.base,
+                spec.size
+            );
         }
         let (magic, version, device_id) = Transport::new(spec.base).identify();
         if magic != mmio::MAGIC {
-            crate::fatal!("virtio slot {}: bad magic {:#x} at {:#x}", index, magic, spec.base);
+            crate::fatal!(
+                "virtio slot {}: bad magic {:#x} at {:#x}",
+                index,
+                magic,
+                spec.base
+            );
         }
         if version != mmio::VERSION_MODERN {
-            crate::fatal!("virtio slot {}: version {} (only modern version 2 is supported)", index, version);
+            crate::fatal!(
+                "virtio slot {}: version {} (only modern version 2 is supported)",
+                index,
+                version
+            );
         }
         let kind = match device_id {
             0 => TypeName::None,
@@ -61,8 +75,18 @@ pub fn discover(cmdline: &Cmdline, bsp: u32) -> ([Option<Slot>; MAX_SLOTS], usiz
             DEVICE_NET => TypeName::Net,
             n => TypeName::Other(n),
         };
-        crate::println!("virtio: slot={} base={:#x} irq={} type={}", index, spec.base, spec.irq, kind);
-        let slot = Slot { index, base: spec.base, device_id };
+        crate::println!(
+            "virtio: slot={} base={:#x} irq={} type={}",
+            index,
+            spec.base,
+            spec.irq,
+            kind
+        );
+        let slot = Slot {
+            index,
+            base: spec.base,
+            device_id,
+        };
         if device_id != 0 {
             crate::apic::ioapic_route(spec.irq, slot.vector(), bsp);
         }

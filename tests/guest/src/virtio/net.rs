@@ -36,10 +36,21 @@ impl Net {
         let txq = Virtqueue::new(tx_max.min(MAX_SIZE));
         t.setup_queue(RX, &rxq);
         t.setup_queue(TX, &txq);
-        let mac = if features & F_MAC != 0 { t.config::<6>(0) } else { [0; 6] };
+        let mac = if features & F_MAC != 0 {
+            t.config::<6>(0)
+        } else {
+            [0; 6]
+        };
         let rx_bufs = dma::alloc(BUF_LEN * usize::from(rxq.size()), 4096);
         let tx_buf = dma::alloc(BUF_LEN, 4096);
-        let mut net = Self { t, rxq, txq, mac, rx_bufs, tx_buf };
+        let mut net = Self {
+            t,
+            rxq,
+            txq,
+            mac,
+            rx_bufs,
+            tx_buf,
+        };
         t.driver_ok();
         for i in 0..net.rxq.size() {
             net.post_rx(i);

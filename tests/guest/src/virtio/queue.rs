@@ -30,12 +30,20 @@ pub struct Buf {
 impl Buf {
     /// A buffer the device reads.
     pub fn out(data: &[u8]) -> Self {
-        Self { addr: data.as_ptr() as u64, len: data.len() as u32, device_writes: false }
+        Self {
+            addr: data.as_ptr() as u64,
+            len: data.len() as u32,
+            device_writes: false,
+        }
     }
 
     /// A buffer the device writes.
     pub fn inp(data: &mut [u8]) -> Self {
-        Self { addr: data.as_mut_ptr() as u64, len: data.len() as u32, device_writes: true }
+        Self {
+            addr: data.as_mut_ptr() as u64,
+            len: data.len() as u32,
+            device_writes: true,
+        }
     }
 }
 
@@ -122,7 +130,8 @@ impl Virtqueue {
             d.addr = b.addr;
             d.len = b.len;
             let last = k + 1 == bufs.len();
-            d.flags = if b.device_writes { DESC_F_WRITE } else { 0 } | if last { 0 } else { DESC_F_NEXT };
+            d.flags =
+                if b.device_writes { DESC_F_WRITE } else { 0 } | if last { 0 } else { DESC_F_NEXT };
             let next = d.next;
             if last {
                 self.free_head = next;

@@ -31,12 +31,22 @@ pub fn run(env: &Env) {
             u8::from(ro)
         );
         if first.checked_add(count).is_none_or(|end| end > capacity) {
-            crate::fatal!("blk{}: range {}+{} beyond capacity {}", i, first, count, capacity);
+            crate::fatal!(
+                "blk{}: range {}+{} beyond capacity {}",
+                i,
+                first,
+                count,
+                capacity
+            );
         }
         let crc = read_range(&mut dev, i, first, count, buf, |_, _| {});
         println!("blk{}: read crc32={:08x}", i, crc);
         if ro {
-            pattern::fill(seed.wrapping_add(i as u64), first * SECTOR, &mut buf[..SECTOR as usize]);
+            pattern::fill(
+                seed.wrapping_add(i as u64),
+                first * SECTOR,
+                &mut buf[..SECTOR as usize],
+            );
             let status = dev.write(first, &buf[..SECTOR as usize]);
             println!("blk{}: write refused status={}", i, status);
             continue;
@@ -87,7 +97,12 @@ fn read_range(
         let data = &mut buf[..(n * SECTOR) as usize];
         let status = dev.read(sector, data);
         if status != S_OK {
-            crate::fatal!("blk{}: read of sector {} failed status={}", i, sector, status);
+            crate::fatal!(
+                "blk{}: read of sector {} failed status={}",
+                i,
+                sector,
+                status
+            );
         }
         crc.update(data);
         check(sector * SECTOR, data);
@@ -105,7 +120,12 @@ fn write_range(dev: &mut Blk, i: usize, first: u64, count: u64, seed: u64, buf: 
         pattern::fill(seed, sector * SECTOR, data);
         let status = dev.write(sector, data);
         if status != S_OK {
-            crate::fatal!("blk{}: write of sector {} failed status={}", i, sector, status);
+            crate::fatal!(
+                "blk{}: write of sector {} failed status={}",
+                i,
+                sector,
+                status
+            );
         }
         sector += n;
     }
@@ -121,7 +141,12 @@ fn discard_tail(dev: &mut Blk, i: usize, sector: u64, buf: &mut [u8]) {
     let data = &mut buf[..(DISCARD_SECTORS * SECTOR) as usize];
     let status = dev.read(sector, data);
     if status != S_OK {
-        crate::fatal!("blk{}: read of sector {} failed status={}", i, sector, status);
+        crate::fatal!(
+            "blk{}: read of sector {} failed status={}",
+            i,
+            sector,
+            status
+        );
     }
     if data.iter().all(|&b| b == 0) {
         println!("blk{}: discard ok", i);

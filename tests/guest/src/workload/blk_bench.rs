@@ -27,7 +27,11 @@ pub fn run(env: &Env) {
     let mut dev = Blk::new(slot);
     let region = mib << 20;
     if region < SEQ_CHUNK || first.saturating_add(region / SECTOR) > dev.capacity() {
-        crate::fatal!("blk bench: region {}+{} MiB does not fit the device", first, mib);
+        crate::fatal!(
+            "blk bench: region {}+{} MiB does not fit the device",
+            first,
+            mib
+        );
     }
     if dev.read_only() {
         crate::fatal!("blk bench: device is read-only");
@@ -40,7 +44,12 @@ pub fn run(env: &Env) {
         let start = rdtsc();
         let mut offset = 0;
         while offset < region {
-            io(&mut dev, op, first + offset / SECTOR, &mut buf[..SEQ_CHUNK as usize]);
+            io(
+                &mut dev,
+                op,
+                first + offset / SECTOR,
+                &mut buf[..SEQ_CHUNK as usize],
+            );
             offset += SEQ_CHUNK;
         }
         report(name, region, region / SEQ_CHUNK, rdtsc() - start);
@@ -51,9 +60,16 @@ pub fn run(env: &Env) {
         let mut lcg = seed;
         let start = rdtsc();
         for _ in 0..ops {
-            lcg = lcg.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            lcg = lcg
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             let block = (lcg >> 33) % blocks;
-            io(&mut dev, op, first + block * RAND_BLOCK / SECTOR, &mut buf[..RAND_BLOCK as usize]);
+            io(
+                &mut dev,
+                op,
+                first + block * RAND_BLOCK / SECTOR,
+                &mut buf[..RAND_BLOCK as usize],
+            );
         }
         report(name, ops * RAND_BLOCK, ops, rdtsc() - start);
     }
@@ -65,10 +81,17 @@ fn io(dev: &mut Blk, op: Op, sector: u64, buf: &mut [u8]) {
         Op::Write => dev.write(sector, buf),
     };
     if status != S_OK {
-        crate::fatal!("blk bench: request at sector {} failed status={}", sector, status);
+        crate::fatal!(
+            "blk bench: request at sector {} failed status={}",
+            sector,
+            status
+        );
     }
 }
 
 fn report(name: &str, bytes: u64, ops: u64, cycles: u64) {
-    println!("bench: blk {} bytes={} ops={} cycles={}", name, bytes, ops, cycles);
+    println!(
+        "bench: blk {} bytes={} ops={} cycles={}",
+        name, bytes, ops, cycles
+    );
 }

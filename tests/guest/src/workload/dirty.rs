@@ -48,7 +48,12 @@ pub fn run(env: &Env) {
         }
         if now >= boundary {
             second += 1;
-            println!("dirty: second={} writes={} checksum={:016x}", second, writes, checksum(mem, npages));
+            println!(
+                "dirty: second={} writes={} checksum={:016x}",
+                second,
+                writes,
+                checksum(mem, npages)
+            );
             if seconds != 0 && second >= seconds {
                 break;
             }

@@ -20,7 +20,10 @@ pub struct Env<'a> {
 impl Env<'_> {
     /// Populated slots holding devices of type `device_id`, in discovery order.
     pub fn devices(&self, device_id: u32) -> impl Iterator<Item = &Slot> {
-        self.slots.iter().flatten().filter(move |s| s.device_id == device_id)
+        self.slots
+            .iter()
+            .flatten()
+            .filter(move |s| s.device_id == device_id)
     }
 }
 
