@@ -64,11 +64,19 @@ pub fn tsc_khz() -> u64 {
 fn calibrate_tsc_khz() -> u64 {
     const WINDOW_NS: u64 = 10_000_000;
     start_countdown(2 * WINDOW_NS as u32);
+    // Pair a TSC value with a timer count; of a few tries keep the one whose
+    // register read took least time (it was least disturbed).
     let sample = || {
-        let before = rdtsc();
-        let count = u64::from(lapic_read(LAPIC_TIMER_CURRENT));
-        let after = rdtsc();
-        (before / 2 + after / 2, count)
+        let mut best = (u64::MAX, 0, 0);
+        for _ in 0..5 {
+            let before = rdtsc();
+            let count = u64::from(lapic_read(LAPIC_TIMER_CURRENT));
+            let after = rdtsc();
+            if after - before < best.0 {
+                best = (after - before, before / 2 + after / 2, count);
+            }
+        }
+        (best.1, best.2)
     };
     let (tsc0, count0) = sample();
     let (tsc1, count1) = loop {

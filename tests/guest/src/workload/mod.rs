@@ -3,6 +3,7 @@
 mod blk;
 mod blk_bench;
 mod dirty;
+mod fault;
 mod net_echo;
 mod ticks;
 
@@ -36,6 +37,7 @@ pub fn run(env: &Env) {
         b"net-echo" => net_echo::run(env),
         b"dirty" => dirty::run(env),
         b"ticks" => ticks::run(env),
+        b"fault" => fault::run(env),
         other => crate::fatal!("unknown workload {}", crate::cmdline::Bytes(other)),
     }
 }
