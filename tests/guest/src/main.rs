@@ -1,0 +1,54 @@
+//! Reprise test guest: a PVH-bootable x86-64 program whose CPL0 part is a few
+//! hundred lines of assembly and whose drivers and workloads run at CPL3.
+#![no_std]
+#![no_main]
+
+mod apic;
+mod cmdline;
+mod cpl0;
+mod crc32;
+mod dma;
+mod io;
+mod layout;
+mod pattern;
+mod power;
+mod pvh;
+mod serial;
+mod smp;
+mod timer;
+mod virtio;
+mod workload;
+
+/// First CPL3 code on the BSP; `start_info` is the PVH start-info address.
+pub extern "C" fn bsp_main(start_info: u64) -> ! {
+    serial::init();
+    println!("reprise-guest 0.1 booted");
+    apic::mask_pic();
+    let boot = pvh::read(start_info);
+    let cmdline = cmdline::Cmdline::new(boot.cmdline);
+    println!("cmdline: {}", cmdline::Bytes(cmdline.raw()));
+    match boot.ram_bytes() {
+        Some(bytes) => println!("mem: {} MiB", bytes >> 20),
+        None => println!("mem: unknown"),
+    }
+    apic::lapic_init();
+    let bsp = apic::apic_id();
+    let (slots, nslots) = virtio::discover(&cmdline, bsp);
+    let cpus = cmdline.u64("cpus", 1);
+    if cpus > 1 {
+        smp::start(cpus as usize);
+    }
+    let env = workload::Env {
+        cmdline,
+        boot: &boot,
+        slots: &slots[..nslots],
+    };
+    workload::run(&env);
+    println!("reprise-guest: done");
+    power::reset()
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    fatal!("panic: {}", info.message())
+}
