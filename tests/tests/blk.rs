@@ -32,7 +32,7 @@ fn guest_writes_pattern_that_host_reads_back() {
     let rw = scratch.path("rw.img");
     std::fs::write(&rw, &initial).expect("write rw image");
     let ro = scratch.path("ro.img");
-    std::fs::write(&ro, vec![0x5a; 1 << 20]).expect("write ro image");
+    std::fs::write(&ro, vec![0x5a; 2 << 20]).expect("write ro image");
     let cfg = json!({
         "machine-config": {"vcpu_count": 1, "mem_size_mib": 128},
         "boot-source": {"kernel_image_path": guest_elf(),
@@ -63,7 +63,7 @@ fn guest_writes_pattern_that_host_reads_back() {
         "{serial}"
     );
     assert!(
-        serial.contains("blk1: id=golden capacity=2048 ro=1\n"),
+        serial.contains("blk1: id=golden capacity=4096 ro=1\n"),
         "{serial}"
     );
 

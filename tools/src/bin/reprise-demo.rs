@@ -20,7 +20,7 @@ fn step(msg: &str) {
     println!("\n== {msg}");
 }
 
-fn spec(kernel: &Path, args: &str, disk: &Path, net: DgramNet) -> GuestSpec<'_> {
+fn spec<'a>(kernel: &'a Path, args: &str, disk: &Path, net: DgramNet) -> GuestSpec<'a> {
     GuestSpec {
         kernel,
         args: args.to_string(),
