@@ -42,24 +42,32 @@ pub enum RunError {
     },
 }
 
-/// The `reprise` binary next to this tool (build the workspace first).
+/// The `reprise` binary: `$REPRISE_BIN`, or the one built next to this program (in the same
+/// target directory, also when this program is a test under `deps/`).
 pub fn reprise_binary() -> Result<PathBuf, RunError> {
+    if let Some(p) = std::env::var_os("REPRISE_BIN") {
+        return Ok(PathBuf::from(p));
+    }
     let exe = std::env::current_exe().map_err(|e| RunError::Start {
         what: "reprise".into(),
         detail: e.to_string(),
     })?;
-    let path = exe.with_file_name("reprise");
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(RunError::Start {
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let candidates = [
+        dir.join("reprise"),
+        dir.parent().map(|d| d.join("reprise")).unwrap_or_default(),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| RunError::Start {
             what: "reprise".into(),
             detail: format!(
                 "{} does not exist; build the whole workspace first (cargo build --release)",
-                path.display()
+                candidates[0].display()
             ),
         })
-    }
 }
 
 /// A guest process whose standard output carries the serial console.
@@ -233,31 +241,41 @@ pub fn reprise_command(spec: &GuestSpec<'_>, dir: &Path) -> Result<Command, RunE
 }
 
 /// A QEMU microvm command running `spec` with the same devices (virtio-mmio, modern).
+///
+/// `-cpu host,-arch-capabilities`: on PVM hosts KVM refuses QEMU's write of
+/// IA32_ARCH_CAPABILITIES (MSR 0x10a) and QEMU 7.2 aborts with plain `-cpu host`.
 pub fn qemu_command(spec: &GuestSpec<'_>) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-M", "microvm,acpi=off", "-accel", "kvm", "-cpu", "host"])
-        .args([
-            "-m",
-            &spec.mem_mib.to_string(),
-            "-smp",
-            &spec.vcpus.to_string(),
-        ])
-        .args([
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-        ])
-        .args(["-no-reboot", "-global", "virtio-mmio.force-legacy=false"])
-        .arg("-kernel")
-        .arg(spec.kernel)
-        .args(["-append", &spec.args]);
+    cmd.args([
+        "-M",
+        "microvm,acpi=off",
+        "-accel",
+        "kvm",
+        "-cpu",
+        "host,-arch-capabilities",
+    ])
+    .args([
+        "-m",
+        &spec.mem_mib.to_string(),
+        "-smp",
+        &spec.vcpus.to_string(),
+    ])
+    .args([
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+    ])
+    .args(["-no-reboot", "-global", "virtio-mmio.force-legacy=false"])
+    .arg("-kernel")
+    .arg(spec.kernel)
+    .args(["-append", &spec.args]);
     for (i, disk) in spec.disks.iter().enumerate() {
         cmd.arg("-drive")
             .arg(format!(
-                "id=d{i},file={},format=raw,if=none",
+                "id=d{i},file={},format=raw,if=none,discard=unmap",
                 disk.display()
             ))
             .args([

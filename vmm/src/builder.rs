@@ -6,7 +6,6 @@ use devices::serial::SerialDevice;
 use devices::GuestMemory;
 use kvm_bindings::{kvm_lapic_state, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::VcpuFd;
-use vmm_sys_util::eventfd::EventFd;
 
 use crate::arch::{cpuid, msr, regs};
 use crate::boot::{pvh, BootError, BootProtocol, BootRegs};
@@ -15,7 +14,7 @@ use crate::device_manager::{DeviceError, DeviceManager, Subscriber};
 use crate::serial_io::{self, ConsoleClient, ConsoleInput, SerialIoError};
 use crate::virtio_setup::{self, VirtioSetupError};
 use crate::vstate::memory::{create_guest_memory, MemoryError};
-use crate::vstate::vcpu::{self, VcpuContext, VcpuControl, VcpuHandle};
+use crate::vstate::vcpu::{self, ResetLine, VcpuContext, VcpuControl, VcpuHandle};
 use crate::vstate::vm::{Vm, VmError};
 
 /// Why the VM could not be built.
@@ -67,8 +66,6 @@ pub struct RunningVm {
     pub vcpus: Vec<VcpuHandle>,
     /// Run/pause/stop control of the vCPUs.
     pub control: Arc<VcpuControl>,
-    /// Pulsed when the guest asks for a reset.
-    pub reset_evt: EventFd,
     /// The UART.
     pub serial: Arc<Mutex<SerialDevice>>,
     /// Devices to register with the event loop.
@@ -152,7 +149,9 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
     let machine = &config.machine;
     let memory = create_guest_memory(machine.mem_size_mib, machine.huge_pages)?;
     let vm = Vm::new(&memory)?;
-    let mut dm = DeviceManager::new(&vm)?;
+    let count = machine.vcpu_count;
+    let control = Arc::new(VcpuControl::new(usize::from(count)).map_err(BuildError::Thread)?);
+    let mut dm = DeviceManager::new(Arc::new(ResetLine(control.clone())))?;
 
     let client: ConsoleClient = Arc::new(Mutex::new(None));
     let out_spec = serial_io::parse_output(config.serial.output.as_deref())?;
@@ -192,7 +191,6 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
         .into_owned();
     let boot_regs = pvh::configure(&memory, entry, &cmdline, boot_source.initrd_path.as_ref())?;
 
-    let count = machine.vcpu_count;
     let fds: Vec<VcpuFd> = (0..count)
         .map(|i| {
             vm.fd()
@@ -205,7 +203,6 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
         let i = i as u8;
         configure_vcpu(&vm, fd, i, count, tsc_khz, (i == 0).then_some(&boot_regs))?;
     }
-    let control = Arc::new(VcpuControl::new(usize::from(count)).map_err(BuildError::Thread)?);
     let mut vcpus = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
         let ctx = VcpuContext {
@@ -230,7 +227,6 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
         vm,
         vcpus,
         control,
-        reset_evt: dm.reset_evt,
         serial,
         subscribers: dm.subscribers,
         cmdline: cmdline_text,

@@ -38,14 +38,6 @@ pub struct Vmm {
     pub started_evt: EventFd,
 }
 
-/// Eventfds the supervisor watches for a running VM.
-pub struct ExitWatch {
-    /// The guest asked the i8042 for a reset.
-    pub reset: EventFd,
-    /// A vCPU stopped the VM.
-    pub vcpu_exit: EventFd,
-}
-
 fn build_error(e: BuildError) -> ApiError {
     match e {
         BuildError::Config(_)
@@ -94,14 +86,11 @@ impl Vmm {
         }
     }
 
-    /// Eventfds to watch while a VM runs (duplicates owned by the caller).
-    pub fn exit_watch(&self) -> Option<ExitWatch> {
+    /// The eventfd pulsed when the running VM stops (a duplicate owned by the caller).
+    pub fn exit_watch(&self) -> Option<EventFd> {
         let inner = self.lock();
         match &inner.phase {
-            Phase::Running { vm, .. } => Some(ExitWatch {
-                reset: vm.reset_evt.try_clone().ok()?,
-                vcpu_exit: vm.control.exit_evt.try_clone().ok()?,
-            }),
+            Phase::Running { vm, .. } => vm.control.exit_evt.try_clone().ok(),
             _ => None,
         }
     }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use devices::bus::Bus;
 use devices::i8042::{I8042, I8042_PORT, I8042_PORT_COUNT};
+use devices::interrupt::InterruptLine;
 use devices::serial::{SerialDevice, COM1_GSI, COM1_PORT, UART_PORT_COUNT};
 use devices::virtio::{MmioTransport, VirtioDevice, VirtioInterrupt};
 use devices::GuestMemory;
@@ -53,31 +54,22 @@ pub struct DeviceManager {
     pub subscribers: Vec<Subscriber>,
     /// `virtio_mmio.device=` command-line entries, in attach order.
     pub cmdline_entries: Vec<String>,
-    /// Pulsed when the guest asks the i8042 for a reset.
-    pub reset_evt: EventFd,
     /// The UART, for console input and flushing.
     pub serial: Option<Arc<Mutex<SerialDevice>>>,
     next_slot: u32,
 }
 
 impl DeviceManager {
-    /// Empty buses; an i8042 whose reset pulses `reset_evt`.
-    pub fn new(vm: &Vm) -> Result<Self, DeviceError> {
-        let reset_evt = eventfd()?;
+    /// Empty buses and an i8042 whose reset request goes to `reset_line`.
+    pub fn new(reset_line: Arc<dyn InterruptLine>) -> Result<Self, DeviceError> {
         let mut pio = Bus::new();
-        let reset_line = Arc::new(reset_evt.try_clone().map_err(DeviceError::EventFd)?);
-        pio.insert(
-            Arc::new(Mutex::new(I8042::new(reset_line))),
-            I8042_PORT,
-            I8042_PORT_COUNT,
-        )?;
-        let _ = vm;
+        let i8042 = Arc::new(Mutex::new(I8042::new(reset_line)));
+        pio.insert(i8042, I8042_PORT, I8042_PORT_COUNT)?;
         Ok(DeviceManager {
             pio,
             mmio: Bus::new(),
             subscribers: Vec::new(),
             cmdline_entries: Vec::new(),
-            reset_evt,
             serial: None,
             next_slot: 0,
         })

@@ -68,8 +68,7 @@ pub fn run(vmm: &Vmm, term: &EventFd, exit_with_vm: bool) -> Outcome {
         let watch = vmm.exit_watch();
         let mut fds = vec![term.as_raw_fd(), vmm.started_fd()];
         if let Some(w) = &watch {
-            fds.push(w.reset.as_raw_fd());
-            fds.push(w.vcpu_exit.as_raw_fd());
+            fds.push(w.as_raw_fd());
         }
         let ready = poll_readable(&fds);
         if ready[0] {
@@ -80,15 +79,8 @@ pub fn run(vmm: &Vmm, term: &EventFd, exit_with_vm: bool) -> Outcome {
         if ready[1] {
             let _ = vmm.started_evt.read();
         }
-        if watch.is_some() {
-            let reason = if ready[2] {
-                Some(ExitReason::GuestReset)
-            } else if ready[3] {
-                None
-            } else {
-                continue;
-            };
-            if let Some(reason) = vmm.finish(reason) {
+        if watch.is_some() && ready[2] {
+            if let Some(reason) = vmm.finish(None) {
                 if exit_with_vm {
                     return Outcome::VmStopped(reason);
                 }

@@ -49,14 +49,28 @@ fn show(p: &GuestProcess, from: usize) -> usize {
 fn disk_demo(dir: &Path, kernel: &Path, disk: &Path) -> Result<(), String> {
     step("1. virtio-blk: the guest writes a seeded pattern; the host checks the image bytes");
     let args = format!("workload=blk seed={SEED} blk.sector={START} blk.sectors={COUNT}");
-    let cmd = reprise_command(&spec(kernel, &args, disk, net(dir)), dir).map_err(|e| e.to_string())?;
+    let cmd =
+        reprise_command(&spec(kernel, &args, disk, net(dir)), dir).map_err(|e| e.to_string())?;
     let mut guest = GuestProcess::spawn("reprise", cmd, false).map_err(|e| e.to_string())?;
-    let booted = guest.wait_line("reprise-guest 0.1 booted", Duration::from_secs(30)).map_err(|e| e.to_string())?;
-    guest.wait_line("reprise-guest: done", Duration::from_secs(60)).map_err(|e| e.to_string())?;
+    let booted = guest
+        .wait_line("reprise-guest 0.1 booted", Duration::from_secs(30))
+        .map_err(|e| e.to_string())?;
+    guest
+        .wait_line("reprise-guest: done", Duration::from_secs(60))
+        .map_err(|e| e.to_string())?;
     let ok = guest.finish(Duration::from_secs(10));
     show(&guest, 0);
-    println!("   banner after {:.1} ms; VMM exit {}", booted.as_secs_f64() * 1e3, if ok { "ok" } else { "FAILED" });
-    if !ok || !guest.output.iter().any(|l| l.starts_with("blk0: verify ok")) {
+    println!(
+        "   banner after {:.1} ms; VMM exit {}",
+        booted.as_secs_f64() * 1e3,
+        if ok { "ok" } else { "FAILED" }
+    );
+    if !ok
+        || !guest
+            .output
+            .iter()
+            .any(|l| l.starts_with("blk0: verify ok"))
+    {
         return Err("the blk workload did not verify".into());
     }
     let image = std::fs::read(disk).map_err(|e| format!("read {}: {e}", disk.display()))?;
@@ -66,7 +80,10 @@ fn disk_demo(dir: &Path, kernel: &Path, disk: &Path) -> Result<(), String> {
     if image[start..start + len] != expected[..] {
         return Err("the host image does not hold the guest's pattern".into());
     }
-    println!("   host  | {} bytes at offset {start} match pattern(seed={SEED}) byte for byte", len);
+    println!(
+        "   host  | {} bytes at offset {start} match pattern(seed={SEED}) byte for byte",
+        len
+    );
     Ok(())
 }
 
@@ -78,23 +95,33 @@ fn frame(len: usize, seq: u32) -> Vec<u8> {
 }
 
 fn net_demo(dir: &Path, kernel: &Path, disk: &Path) -> Result<(), String> {
-    step("2. virtio-net: the host sends frames through the datagram backend; the guest echoes them");
+    step(
+        "2. virtio-net: the host sends frames through the datagram backend; the guest echoes them",
+    );
     let n = net(dir);
     let _ = std::fs::remove_file(&n.host_sock);
-    let sock = UnixDatagram::bind(&n.host_sock).map_err(|e| format!("bind {}: {e}", n.host_sock.display()))?;
-    sock.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    let sock = UnixDatagram::bind(&n.host_sock)
+        .map_err(|e| format!("bind {}: {e}", n.host_sock.display()))?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
     let vmm_sock = n.vmm_sock.clone();
-    let cmd = reprise_command(&spec(kernel, "workload=net-echo", disk, n), dir).map_err(|e| e.to_string())?;
+    let cmd = reprise_command(&spec(kernel, "workload=net-echo", disk, n), dir)
+        .map_err(|e| e.to_string())?;
     let mut guest = GuestProcess::spawn("reprise", cmd, false).map_err(|e| e.to_string())?;
-    guest.wait_line("net-echo: ready", Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    guest
+        .wait_line("net-echo: ready", Duration::from_secs(30))
+        .map_err(|e| e.to_string())?;
     let shown = show(&guest, 0);
     let rounds = 1000u32;
     let mut buf = [0u8; 2048];
     let t = Instant::now();
     for i in 0..rounds {
         let f = frame(64 + (i as usize * 7) % 1450, i);
-        sock.send_to(&f, &vmm_sock).map_err(|e| format!("send: {e}"))?;
-        let got = sock.recv(&mut buf).map_err(|e| format!("no echo for frame {i}: {e}"))?;
+        sock.send_to(&f, &vmm_sock)
+            .map_err(|e| format!("send: {e}"))?;
+        let got = sock
+            .recv(&mut buf)
+            .map_err(|e| format!("no echo for frame {i}: {e}"))?;
         let mut want = f.clone();
         want[..6].copy_from_slice(&f[6..12]);
         want[6..12].copy_from_slice(&f[..6]);
@@ -103,20 +130,33 @@ fn net_demo(dir: &Path, kernel: &Path, disk: &Path) -> Result<(), String> {
         }
     }
     let secs = t.elapsed().as_secs_f64();
-    println!("   host  | {rounds} frames (64..1514 bytes) echoed byte for byte, {:.0} round trips/s", f64::from(rounds) / secs);
+    println!(
+        "   host  | {rounds} frames (64..1514 bytes) echoed byte for byte, {:.0} round trips/s",
+        f64::from(rounds) / secs
+    );
     let mut stop = [GUEST_MAC, HOST_MAC].concat();
     stop.extend_from_slice(&[0x88, 0xb5]);
     stop.extend_from_slice(b"STOP");
     stop.resize(60, 0);
-    sock.send_to(&stop, &vmm_sock).map_err(|e| format!("send stop: {e}"))?;
-    guest.wait_line("reprise-guest: done", Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    sock.send_to(&stop, &vmm_sock)
+        .map_err(|e| format!("send stop: {e}"))?;
+    guest
+        .wait_line("reprise-guest: done", Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
     let ok = guest.finish(Duration::from_secs(10));
     show(&guest, shown);
-    if ok { Ok(()) } else { Err("reprise did not exit cleanly".into()) }
+    if ok {
+        Ok(())
+    } else {
+        Err("reprise did not exit cleanly".into())
+    }
 }
 
 fn main() -> ExitCode {
-    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("reprise-demo"));
+    let dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("reprise-demo"));
     if let Err(e) = std::fs::create_dir_all(&dir) {
         eprintln!("reprise-demo: cannot create {}: {e}", dir.display());
         return ExitCode::FAILURE;
@@ -128,8 +168,15 @@ fn main() -> ExitCode {
         eprintln!("reprise-demo: cannot create {}: {e}", disk.display());
         return ExitCode::FAILURE;
     }
-    println!("Reprise demo: test guest {} with a 64 MiB disk and a datagram NIC; files in {}", kernel.display(), dir.display());
-    for result in [disk_demo(&dir, kernel, &disk), net_demo(&dir, kernel, &disk)] {
+    println!(
+        "Reprise demo: test guest {} with a 64 MiB disk and a datagram NIC; files in {}",
+        kernel.display(),
+        dir.display()
+    );
+    for result in [
+        disk_demo(&dir, kernel, &disk),
+        net_demo(&dir, kernel, &disk),
+    ] {
         if let Err(e) = result {
             eprintln!("reprise-demo: FAILED: {e}");
             return ExitCode::FAILURE;

@@ -113,8 +113,9 @@ impl VcpuControl {
         !timeout.timed_out()
     }
 
-    /// Records the first reason for stopping the VM and wakes the VMM.
-    fn record_exit(&self, reason: ExitReason) {
+    /// Records the first reason for stopping the VM, tells every vCPU to stop before its next
+    /// guest entry, and wakes the VMM (which kicks and joins the vCPU threads).
+    pub fn request_stop(&self, reason: ExitReason) {
         let mut s = self.lock();
         if s.exit.is_none() {
             s.exit = Some(reason);
@@ -249,7 +250,7 @@ pub fn resume_all(control: &VcpuControl) -> bool {
 
 /// Stops all vCPUs and joins their threads.
 pub fn stop_all(control: &VcpuControl, vcpus: &mut [VcpuHandle]) {
-    control.record_exit(ExitReason::Stopped);
+    control.request_stop(ExitReason::Stopped);
     vcpus.iter().for_each(VcpuHandle::kick);
     for v in vcpus.iter_mut() {
         v.join();
@@ -284,7 +285,7 @@ fn run_loop(index: u8, mut fd: VcpuFd, ctx: VcpuContext, exits: Arc<AtomicU64>) 
         };
         if let Some(reason) = outcome {
             log::info!("vCPU {index} stops the VM: {reason}");
-            ctx.control.record_exit(reason);
+            ctx.control.request_stop(reason);
             break;
         }
     }
@@ -343,4 +344,15 @@ fn describe_internal(index: u8, fd: &mut VcpuFd) -> ExitReason {
     let rip = fd.get_regs().map(|r| r.rip).unwrap_or(0);
     let cpl = fd.get_sregs().map(|s| s.cs.dpl).unwrap_or(0);
     ExitReason::Error(err.describe(index, rip, cpl))
+}
+
+/// The i8042 reset line: a guest reset request stops the VM before the requesting vCPU
+/// enters the guest again.
+pub struct ResetLine(pub Arc<VcpuControl>);
+
+impl devices::interrupt::InterruptLine for ResetLine {
+    fn trigger(&self) -> std::io::Result<()> {
+        self.0.request_stop(ExitReason::GuestReset);
+        Ok(())
+    }
 }
