@@ -190,9 +190,7 @@ impl PacketSocket {
                 std::io::Error::last_os_error()
             );
             let n = n as usize;
-            if from.sll_pkttype == libc::PACKET_OUTGOING
-                || n < 14
-                || buf[12..14] != TEST_ETHERTYPE
+            if from.sll_pkttype == libc::PACKET_OUTGOING || n < 14 || buf[12..14] != TEST_ETHERTYPE
             {
                 continue;
             }

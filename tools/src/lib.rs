@@ -1,5 +1,6 @@
 //! Command-line tools for Reprise.
 
 pub mod api_client;
+pub mod bench;
 pub mod ctl;
 pub mod guest_run;
