@@ -52,3 +52,7 @@ pub extern "C" fn bsp_main(start_info: u64) -> ! {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     fatal!("panic: {}", info.message())
 }
+
+/// Never called (panics abort); only unoptimised builds of `core` refer to it.
+#[no_mangle]
+extern "C" fn rust_eh_personality() {}
