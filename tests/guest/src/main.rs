@@ -23,7 +23,6 @@ mod workload;
 pub extern "C" fn bsp_main(start_info: u64) -> ! {
     serial::init();
     println!("reprise-guest 0.1 booted");
-    apic::mask_pic();
     let boot = pvh::read(start_info);
     let cmdline = cmdline::Cmdline::new(boot.cmdline);
     println!("cmdline: {}", cmdline::Bytes(cmdline.raw()));
