@@ -1,7 +1,7 @@
-//! Local APIC and IOAPIC programming from CPL3 (both are user-mapped MMIO), and
-//! masking of the legacy 8259 PICs.
+//! Local APIC and IOAPIC programming from CPL3 (both are user-mapped MMIO).
+//! (The legacy 8259 PICs are masked by the CPL0 boot code, see `asm/boot.s`.)
 
-use crate::io::{mmio_read32, mmio_write32, outb};
+use crate::io::{mmio_read32, mmio_write32};
 use crate::layout::SPURIOUS_VECTOR;
 
 const LAPIC_BASE: usize = 0xfee0_0000;
@@ -38,12 +38,6 @@ pub fn lapic_write(reg: usize, value: u32) {
 /// This CPU's APIC ID (from the LAPIC, never from CPUID).
 pub fn apic_id() -> u32 {
     lapic_read(LAPIC_ID) >> 24
-}
-
-/// Mask both 8259 PICs.
-pub fn mask_pic() {
-    outb(0x21, 0xff);
-    outb(0xa1, 0xff);
 }
 
 /// Software-enable the BSP's LAPIC with every local interrupt source masked.

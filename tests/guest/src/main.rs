@@ -23,7 +23,6 @@ mod workload;
 pub extern "C" fn bsp_main(start_info: u64) -> ! {
     serial::init();
     println!("reprise-guest 0.1 booted");
-    apic::mask_pic();
     let boot = pvh::read(start_info);
     let cmdline = cmdline::Cmdline::new(boot.cmdline);
     println!("cmdline: {}", cmdline::Bytes(cmdline.raw()));
@@ -52,3 +51,7 @@ pub extern "C" fn bsp_main(start_info: u64) -> ! {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     fatal!("panic: {}", info.message())
 }
+
+/// Never called (panics abort); only unoptimised builds of `core` refer to it.
+#[no_mangle]
+extern "C" fn rust_eh_personality() {}

@@ -58,6 +58,12 @@ bsp_long_mode:
     mov %eax, %fs
     mov %eax, %gs
     lidt idt_ptr
+    # Mask both 8259 PICs before interrupts are first enabled (at the iretq):
+    # firmware may have left the PIT running through a PIC whose vectors
+    # overlap the exceptions (SeaBIOS: IRQ0 -> vector 8).
+    mov $0xff, %al
+    out %al, $0x21
+    out %al, $0xa1
     mov $kernel_stacks + KSTACK_SIZE, %esp
     xor %ecx, %ecx
     call load_tss
@@ -150,11 +156,11 @@ pdpt:
     .quad pd2 + PT_TABLE
     .quad pd3 + PT_TABLE
     .fill 508, 8, 0
-# 0-2 MiB in 4 KiB pages: page 0 absent, the kernel region supervisor-only.
+# 0-2 MiB in 4 KiB pages, the kernel region supervisor-only. Page 0 is mapped:
+# loaders put start-info data there (QEMU's pvh.bin puts the memory map at 0x500).
 pt0:
-    .quad 0
-    .set addr, 0x1000
-    .rept 511
+    .set addr, 0
+    .rept 512
     .if (addr >= KERNEL_BASE) && (addr < KERNEL_END)
     .quad addr + PT_KERN_4K
     .else

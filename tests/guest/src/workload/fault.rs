@@ -9,5 +9,9 @@ pub fn run(_env: &Env) {
     // SAFETY: the read faults by design (the page is supervisor-only); the
     // exception handler resets the machine, so execution never continues.
     let value = unsafe { core::ptr::read_volatile(KERNEL_BASE as *const u64) };
-    crate::fatal!("fault: reading {:#x} from CPL3 returned {:#x}", KERNEL_BASE, value);
+    crate::fatal!(
+        "fault: reading {:#x} from CPL3 returned {:#x}",
+        KERNEL_BASE,
+        value
+    );
 }
