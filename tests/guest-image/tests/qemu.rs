@@ -1,6 +1,6 @@
 //! Boots the test guest under QEMU's microvm (the reference VMM) and checks every
-//! workload's output. Needs `qemu-system-x86_64` and `/dev/kvm`, so the tests
-//! are ignored by default: `cargo test -p reprise-guest-image -- --ignored`.
+//! workload's output. Needs `qemu-system-x86_64` (Debian `qemu-system-x86`, which
+//! `.ci/run` installs) and `/dev/kvm`.
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::net::UnixDatagram;
@@ -99,7 +99,6 @@ fn crc32(data: &[u8]) -> u32 {
 }
 
 #[test]
-#[ignore = "needs qemu-system-x86_64 and /dev/kvm"]
 fn hello_single_and_smp() {
     let out = run(1, "workload=hello", &[]);
     assert_common(&out);
@@ -111,7 +110,6 @@ fn hello_single_and_smp() {
 }
 
 #[test]
-#[ignore = "needs qemu-system-x86_64 and /dev/kvm"]
 fn blk_writes_the_pattern() {
     let dir = scratch("blk");
     let img = dir.join("d0.img");
@@ -174,7 +172,6 @@ fn blk_writes_the_pattern() {
 }
 
 #[test]
-#[ignore = "needs qemu-system-x86_64 and /dev/kvm"]
 fn blk_bench_reports() {
     let dir = scratch("bench");
     let img = dir.join("d0.img");
@@ -206,7 +203,6 @@ fn blk_bench_reports() {
 }
 
 #[test]
-#[ignore = "needs qemu-system-x86_64 and /dev/kvm"]
 fn net_echo_swaps_macs() {
     let dir = scratch("net");
     let (guest_sock, host_sock) = (dir.join("g.sock"), dir.join("h.sock"));
@@ -263,7 +259,6 @@ fn net_echo_swaps_macs() {
 }
 
 #[test]
-#[ignore = "needs qemu-system-x86_64 and /dev/kvm"]
 fn dirty_checksums_match() {
     let out = run(
         1,
@@ -303,7 +298,6 @@ fn dirty_checksums_match() {
 }
 
 #[test]
-#[ignore = "needs qemu-system-x86_64 and /dev/kvm"]
 fn ticks_count() {
     let out = run(
         1,
@@ -318,7 +312,6 @@ fn ticks_count() {
 }
 
 #[test]
-#[ignore = "needs qemu-system-x86_64 and /dev/kvm"]
 fn fault_is_reported() {
     let out = run(1, "workload=fault", &[]);
     let last = lines(&out).pop().unwrap();
