@@ -12,6 +12,7 @@ mod descriptors;
 pub mod interrupt;
 pub mod mmio;
 pub mod net;
+pub mod notify;
 #[cfg(test)]
 pub(crate) mod test_utils;
 

@@ -193,7 +193,7 @@ impl Block {
             }
             completed += 1;
         }
-        if completed > 0 && active.queue.needs_notification(mem).unwrap_or(true) {
+        if completed > 0 && crate::virtio::notify::driver_wants_interrupt(&mut active.queue, mem) {
             if let Err(e) = active.interrupt.signal(VIRTIO_MMIO_INT_VRING) {
                 error!("{}: cannot raise the queue interrupt: {e}", self.disk.label);
             }

@@ -95,7 +95,7 @@ impl Active {
         } else {
             &mut self.tx
         };
-        if q.needs_notification(&self.mem).unwrap_or(true) {
+        if crate::virtio::notify::driver_wants_interrupt(q, &self.mem) {
             if let Err(e) = self.interrupt.signal(VIRTIO_MMIO_INT_VRING) {
                 error!("virtio-net: cannot raise the queue interrupt: {e}");
             }
