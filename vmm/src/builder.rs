@@ -147,8 +147,12 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
         return Err(ConfigError("no boot source".into()).into());
     };
     let machine = &config.machine;
+    let t0 = std::time::Instant::now();
+    let lap = |what: &str| log::debug!("build: {what} at {:?}", t0.elapsed());
     let memory = create_guest_memory(machine.mem_size_mib, machine.huge_pages)?;
+    lap("memory");
     let vm = Vm::new(&memory)?;
+    lap("vm");
     let count = machine.vcpu_count;
     let control = Arc::new(VcpuControl::new(usize::from(count)).map_err(BuildError::Thread)?);
     let mut dm = DeviceManager::new(Arc::new(ResetLine(control.clone())))?;
@@ -178,6 +182,7 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
         }
     }
     virtio_setup::attach_all(config, &vm, &memory, &mut dm)?;
+    lap("devices");
 
     let BootProtocol::Pvh { entry } = pvh::load_kernel(&memory, &boot_source.kernel_image_path)?;
     let cmdline = pvh::build_cmdline(
@@ -190,6 +195,7 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
         .to_string_lossy()
         .into_owned();
     let boot_regs = pvh::configure(&memory, entry, &cmdline, boot_source.initrd_path.as_ref())?;
+    lap("kernel");
 
     let fds: Vec<VcpuFd> = (0..count)
         .map(|i| {
@@ -203,6 +209,7 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
         let i = i as u8;
         configure_vcpu(&vm, fd, i, count, tsc_khz, (i == 0).then_some(&boot_regs))?;
     }
+    lap("vcpus configured");
     let mut vcpus = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
         let ctx = VcpuContext {

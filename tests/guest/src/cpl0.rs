@@ -68,3 +68,13 @@ pub fn park() -> ! {
     // SAFETY: service 2 never returns.
     unsafe { asm!("int3", in("rax") 2u64, options(noreturn, nostack)) }
 }
+
+/// Service 3: `popcnt` of `value`, executed at CPL0. On PVM hosts KVM cannot emulate
+/// it and the VMM stops the guest with a report; elsewhere it returns the count.
+pub fn cpl0_popcnt(value: u64) -> u64 {
+    let out: u64;
+    // SAFETY: int3 enters the CPL0 service stub through the DPL3 gate; service 3
+    // only computes into rax and returns.
+    unsafe { asm!("int3", inout("rax") 3u64 => out, in("rdi") value, options(nostack)) };
+    out
+}

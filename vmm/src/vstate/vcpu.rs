@@ -284,7 +284,7 @@ fn run_loop(index: u8, mut fd: VcpuFd, ctx: VcpuContext, exits: Arc<AtomicU64>) 
             other => other,
         };
         if let Some(reason) = outcome {
-            log::info!("vCPU {index} stops the VM: {reason}");
+            log::debug!("vCPU {index} stops the VM: {reason}");
             ctx.control.request_stop(reason);
             break;
         }

@@ -2,6 +2,7 @@
 
 mod blk;
 mod blk_bench;
+mod cpl0_popcnt;
 mod dirty;
 mod fault;
 mod net_echo;
@@ -38,6 +39,7 @@ pub fn run(env: &Env) {
         b"dirty" => dirty::run(env),
         b"ticks" => ticks::run(env),
         b"fault" => fault::run(env),
+        b"cpl0-popcnt" => cpl0_popcnt::run(env),
         other => crate::fatal!("unknown workload {}", crate::cmdline::Bytes(other)),
     }
 }
