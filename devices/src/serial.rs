@@ -3,8 +3,9 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use vm_superio::serial::NoEvents;
+use vm_superio::serial::SerialEvents;
 use vm_superio::{Serial, Trigger};
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::bus::BusDevice;
 use crate::interrupt::InterruptLine;
@@ -26,17 +27,38 @@ impl Trigger for LineTrigger {
     }
 }
 
+/// Signals an eventfd when the guest has drained the receive FIFO, so the host side
+/// can resume feeding input instead of dropping it.
+pub struct InputRoom(EventFd);
+
+impl SerialEvents for InputRoom {
+    fn buffer_read(&self) {}
+    fn out_byte(&self) {}
+    fn tx_lost_byte(&self) {}
+    fn in_buffer_empty(&self) {
+        if let Err(e) = self.0.write(1) {
+            log::warn!("serial: cannot signal free input space: {e}");
+        }
+    }
+}
+
 /// A 16550-compatible UART whose transmitted bytes go to `out`.
 pub struct SerialDevice {
-    uart: Serial<LineTrigger, NoEvents, Box<dyn Write + Send>>,
+    uart: Serial<LineTrigger, InputRoom, Box<dyn Write + Send>>,
 }
 
 impl SerialDevice {
     /// A UART raising `irq` and writing guest output to `out`.
-    pub fn new(irq: Arc<dyn InterruptLine>, out: Box<dyn Write + Send>) -> Self {
-        SerialDevice {
-            uart: Serial::new(LineTrigger(irq), out),
-        }
+    pub fn new(irq: Arc<dyn InterruptLine>, out: Box<dyn Write + Send>) -> io::Result<Self> {
+        let room = InputRoom(EventFd::new(libc::EFD_NONBLOCK)?);
+        Ok(SerialDevice {
+            uart: Serial::with_events(LineTrigger(irq), room, out),
+        })
+    }
+
+    /// Signalled whenever the guest empties the receive FIFO.
+    pub fn input_room_event(&self) -> &EventFd {
+        &self.uart.events().0
     }
 
     /// Delivers host bytes as guest input; returns how many fit in the receive FIFO.
@@ -96,7 +118,7 @@ mod tests {
     fn transmits_and_receives() {
         let irq = Arc::new(vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap());
         let sink = Sink::default();
-        let mut dev = SerialDevice::new(irq.clone(), Box::new(sink.clone()));
+        let mut dev = SerialDevice::new(irq.clone(), Box::new(sink.clone())).unwrap();
         for b in b"hi\n" {
             dev.write(0, &[*b]);
         }

@@ -154,12 +154,25 @@ fn kernel_mode_instruction_the_host_cannot_emulate_is_reported_clearly() {
     if std::path::Path::new("/sys/module/kvm_pvm").exists() {
         // PVM emulates guest kernel mode and cannot run popcnt there.
         assert!(!status.success(), "the VMM must fail: {serial}\n{stderr}");
-        assert!(stderr.contains("the guest executed an instruction this host's KVM cannot emulate"), "{stderr}");
+        assert!(
+            stderr.contains("the guest executed an instruction this host's KVM cannot emulate"),
+            "{stderr}"
+        );
         assert!(stderr.contains("CPL 0"), "{stderr}");
-        assert!(stderr.contains("instruction bytes: f3 48 0f b8 c7"), "{stderr}");
+        assert!(
+            stderr.contains("instruction bytes: f3 48 0f b8 c7"),
+            "{stderr}"
+        );
         assert!(stderr.contains("PVM"), "{stderr}");
-        let rip = stderr.split("RIP 0x").nth(1).and_then(|s| s.split(',').next()).expect("RIP in report");
-        assert!(u64::from_str_radix(rip, 16).expect("hex RIP") >= 0x10_0000, "{stderr}");
+        let rip = stderr
+            .split("RIP 0x")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .expect("RIP in report");
+        assert!(
+            u64::from_str_radix(rip, 16).expect("hex RIP") >= 0x10_0000,
+            "{stderr}"
+        );
     } else {
         assert!(status.success(), "{serial}\n{stderr}");
         assert!(serial.contains("cpl0-popcnt: ok result=8"), "{serial}");

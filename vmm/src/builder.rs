@@ -11,7 +11,7 @@ use crate::arch::{cpuid, msr, regs};
 use crate::boot::{pvh, BootError, BootProtocol, BootRegs};
 use crate::config::{ConfigError, VmConfig};
 use crate::device_manager::{DeviceError, DeviceManager, Subscriber};
-use crate::serial_io::{self, ConsoleClient, ConsoleInput, SerialIoError};
+use crate::serial_io::{self, ConsoleInput, SerialIoError};
 use crate::virtio_setup::{self, VirtioSetupError};
 use crate::vstate::memory::{create_guest_memory, MemoryError};
 use crate::vstate::vcpu::{self, ResetLine, VcpuContext, VcpuControl, VcpuHandle};
@@ -157,29 +157,12 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
     let control = Arc::new(VcpuControl::new(usize::from(count)).map_err(BuildError::Thread)?);
     let mut dm = DeviceManager::new(Arc::new(ResetLine(control.clone())))?;
 
-    let client: ConsoleClient = Arc::new(Mutex::new(None));
-    let out_spec = serial_io::parse_output(config.serial.output.as_deref())?;
-    let (out, out_listener) = serial_io::open_output(&out_spec, &client)?;
-    let serial = dm.add_serial(&vm, out)?;
-    if let Some(listener) = out_listener {
-        let input: Subscriber = Arc::new(Mutex::new(ConsoleInput::new(
-            listener,
-            client.clone(),
-            serial.clone(),
-        )));
-        dm.subscribers.push(input);
-    }
-    if let Some(path) = serial_io::parse_input(config.serial.input.as_deref())? {
-        if out_spec != serial_io::OutputSpec::Socket(path.clone()) {
-            let listener = serial_io::bind_socket(&path)?;
-            let own_client: ConsoleClient = Arc::new(Mutex::new(None));
-            let input: Subscriber = Arc::new(Mutex::new(ConsoleInput::new(
-                listener,
-                own_client,
-                serial.clone(),
-            )));
-            dm.subscribers.push(input);
-        }
+    let console = serial_io::Console::open(&config.serial)?;
+    let serial = dm.add_serial(&vm, console.output)?;
+    for listener in console.listeners {
+        let input = ConsoleInput::new(listener.socket, listener.client, serial.clone())
+            .map_err(BuildError::Thread)?;
+        dm.subscribers.push(Arc::new(Mutex::new(input)));
     }
     virtio_setup::attach_all(config, &vm, &memory, &mut dm)?;
     lap("devices");

@@ -83,7 +83,9 @@ impl DeviceManager {
     ) -> Result<Arc<Mutex<SerialDevice>>, DeviceError> {
         let irq = eventfd()?;
         vm.register_irqfd(&irq, COM1_GSI)?;
-        let serial = Arc::new(Mutex::new(SerialDevice::new(Arc::new(irq), out)));
+        let serial = Arc::new(Mutex::new(
+            SerialDevice::new(Arc::new(irq), out).map_err(DeviceError::EventFd)?,
+        ));
         self.pio
             .insert(serial.clone(), COM1_PORT, UART_PORT_COUNT)?;
         self.serial = Some(serial.clone());

@@ -12,6 +12,7 @@ use devices::bus::lock;
 use devices::serial::SerialDevice;
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::eventfd::EventFd;
 
 /// Why the serial console could not be wired.
 #[derive(Debug, thiserror::Error)]
@@ -120,36 +121,79 @@ pub fn bind_socket(path: &Path) -> Result<UnixListener, SerialIoError> {
     })
 }
 
-/// Opens the output sink. For a socket, returns the listener to accept clients on.
-pub fn open_output(
-    spec: &OutputSpec,
-    client: &ConsoleClient,
-) -> Result<(Box<dyn Write + Send>, Option<UnixListener>), SerialIoError> {
-    Ok(match spec {
-        OutputSpec::Stdout => (Box::new(io::stdout()), None),
-        OutputSpec::Null => (Box::new(io::sink()), None),
-        OutputSpec::File(p) => {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|source| SerialIoError::Open {
-                    what: "output file",
-                    path: p.clone(),
-                    source,
-                })?;
-            (Box::new(f), None)
+/// A listening console socket and the client slot its accepted connection fills.
+pub struct ConsoleListener {
+    /// The bound socket.
+    pub socket: UnixListener,
+    /// Where the accepted client goes (shared with the output sink for `socket:` output).
+    pub client: ConsoleClient,
+}
+
+/// The host side of the serial console, as `serial` in the configuration describes it.
+pub struct Console {
+    /// Sink for guest output.
+    pub output: Box<dyn Write + Send>,
+    /// Sockets to accept console clients on.
+    pub listeners: Vec<ConsoleListener>,
+}
+
+impl Console {
+    /// Opens the output sink and binds the console sockets. When output and input name the
+    /// same socket, one client both reads the output and types the input.
+    pub fn open(config: &crate::config::SerialConfig) -> Result<Self, SerialIoError> {
+        let out_spec = parse_output(config.output.as_deref())?;
+        let input = parse_input(config.input.as_deref())?;
+        let client: ConsoleClient = Arc::new(Mutex::new(None));
+        let mut listeners = Vec::new();
+        let output: Box<dyn Write + Send> = match &out_spec {
+            OutputSpec::Stdout => Box::new(io::stdout()),
+            OutputSpec::Null => Box::new(io::sink()),
+            OutputSpec::File(p) => {
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|source| SerialIoError::Open {
+                        what: "output file",
+                        path: p.clone(),
+                        source,
+                    })?;
+                Box::new(f)
+            }
+            OutputSpec::Socket(p) => {
+                listeners.push(ConsoleListener {
+                    socket: bind_socket(p)?,
+                    client: client.clone(),
+                });
+                Box::new(ClientSink(client))
+            }
+        };
+        if let Some(path) = input {
+            if out_spec != OutputSpec::Socket(path.clone()) {
+                let own_client: ConsoleClient = Arc::new(Mutex::new(None));
+                listeners.push(ConsoleListener {
+                    socket: bind_socket(&path)?,
+                    client: own_client,
+                });
+            }
         }
-        OutputSpec::Socket(p) => (Box::new(ClientSink(client.clone())), Some(bind_socket(p)?)),
-    })
+        Ok(Console { output, listeners })
+    }
 }
 
 /// Event-loop subscriber: accepts console clients and feeds their bytes to the UART.
+///
+/// Input is never dropped: bytes that do not fit in the UART's receive FIFO wait in
+/// `pending`, and the client socket is not read again until the guest has drained the
+/// FIFO (the UART signals `room`).
 pub struct ConsoleInput {
     listener: UnixListener,
     client: ConsoleClient,
     serial: Arc<Mutex<SerialDevice>>,
+    room: EventFd,
     reader: Option<UnixStream>,
+    reading: bool,
+    pending: Vec<u8>,
 }
 
 impl ConsoleInput {
@@ -158,28 +202,39 @@ impl ConsoleInput {
         listener: UnixListener,
         client: ConsoleClient,
         serial: Arc<Mutex<SerialDevice>>,
-    ) -> Self {
-        ConsoleInput {
+    ) -> io::Result<Self> {
+        let room = lock(&serial).input_room_event().try_clone()?;
+        Ok(ConsoleInput {
             listener,
             client,
             serial,
+            room,
             reader: None,
+            reading: false,
+            pending: Vec::new(),
+        })
+    }
+
+    fn drop_reader(&mut self, ops: &mut EventOps) {
+        if let Some(old) = self.reader.take() {
+            let _ = ops.remove(Events::new(&old, EventSet::IN));
         }
+        self.reading = false;
+        self.pending.clear();
     }
 
     fn accept(&mut self, ops: &mut EventOps) {
         let Ok((stream, _)) = self.listener.accept() else {
             return;
         };
-        if let Some(old) = self.reader.take() {
-            let _ = ops.remove(Events::new(&old, EventSet::IN));
-        }
+        self.drop_reader(ops);
         match stream.try_clone() {
             Ok(writer) => *lock(&self.client) = Some(writer),
             Err(e) => log::warn!("serial console: {e}"),
         }
-        if let Err(e) = ops.add(Events::new(&stream, EventSet::IN)) {
-            log::warn!("serial console: cannot watch the client: {e}");
+        match ops.add(Events::new(&stream, EventSet::IN)) {
+            Ok(()) => self.reading = true,
+            Err(e) => log::warn!("serial console: cannot watch the client: {e}"),
         }
         self.reader = Some(stream);
     }
@@ -188,17 +243,44 @@ impl ConsoleInput {
         let Some(reader) = self.reader.as_mut() else {
             return;
         };
-        let room = lock(&self.serial).input_capacity().clamp(1, 64);
-        let mut buf = [0u8; 64];
-        match reader.read(&mut buf[..room]) {
+        let mut buf = [0u8; 1024];
+        match reader.read(&mut buf) {
             Ok(0) | Err(_) => {
-                let _ = ops.remove(Events::new(&*reader, EventSet::IN));
-                self.reader = None;
+                self.drop_reader(ops);
                 *lock(&self.client) = None;
             }
             Ok(n) => {
-                if let Err(e) = lock(&self.serial).enqueue_input(&buf[..n]) {
-                    log::debug!("serial input dropped: {e}");
+                self.pending.extend_from_slice(&buf[..n]);
+                self.feed(ops);
+            }
+        }
+    }
+
+    /// Moves pending bytes into the UART and reads the client only while none wait.
+    fn feed(&mut self, ops: &mut EventOps) {
+        if !self.pending.is_empty() {
+            let mut serial = lock(&self.serial);
+            let room = serial.input_capacity().min(self.pending.len());
+            if room > 0 {
+                match serial.enqueue_input(&self.pending[..room]) {
+                    Ok(n) => {
+                        self.pending.drain(..n);
+                    }
+                    Err(e) => log::debug!("serial input: {e}"),
+                }
+            }
+        }
+        let want = self.pending.is_empty();
+        if let Some(reader) = &self.reader {
+            if want != self.reading {
+                let set = if want {
+                    EventSet::IN
+                } else {
+                    EventSet::empty()
+                };
+                match ops.modify(Events::new(reader, set)) {
+                    Ok(()) => self.reading = want,
+                    Err(e) => log::warn!("serial console: {e}"),
                 }
             }
         }
@@ -207,14 +289,20 @@ impl ConsoleInput {
 
 impl MutEventSubscriber for ConsoleInput {
     fn init(&mut self, ops: &mut EventOps) {
-        if let Err(e) = ops.add(Events::new(&self.listener, EventSet::IN)) {
-            log::error!("serial console: cannot watch the socket: {e}");
+        for fd in [self.listener.as_raw_fd(), self.room.as_raw_fd()] {
+            if let Err(e) = ops.add(Events::with_data_raw(fd, 0, EventSet::IN)) {
+                log::error!("serial console: cannot watch the socket: {e}");
+            }
         }
     }
 
     fn process(&mut self, events: Events, ops: &mut EventOps) {
-        if events.fd() == self.listener.as_raw_fd() {
+        let fd = events.fd();
+        if fd == self.listener.as_raw_fd() {
             self.accept(ops);
+        } else if fd == self.room.as_raw_fd() {
+            let _ = self.room.read();
+            self.feed(ops);
         } else {
             self.read_input(ops);
         }

@@ -16,6 +16,8 @@ pub const TRAMPOLINE_BASE: usize = 0x8000;
 
 /// Interrupt vector of the LAPIC timer.
 pub const TIMER_VECTOR: u8 = 0x20;
+/// Interrupt vector of COM1 (GSI 4).
+pub const SERIAL_VECTOR: u8 = 0x28;
 /// Interrupt vector of virtio-mmio slot 0 (slot i uses this + i).
 pub const VIRTIO_VECTOR_BASE: u8 = 0x30;
 /// Spurious-interrupt vector programmed in the LAPIC.

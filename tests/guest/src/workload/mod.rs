@@ -2,6 +2,7 @@
 
 mod blk;
 mod blk_bench;
+mod console;
 mod cpl0_popcnt;
 mod dirty;
 mod fault;
@@ -40,6 +41,7 @@ pub fn run(env: &Env) {
         b"ticks" => ticks::run(env),
         b"fault" => fault::run(env),
         b"cpl0-popcnt" => cpl0_popcnt::run(env),
+        b"console" => console::run(env),
         other => crate::fatal!("unknown workload {}", crate::cmdline::Bytes(other)),
     }
 }
