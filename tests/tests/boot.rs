@@ -178,3 +178,50 @@ fn kernel_mode_instruction_the_host_cannot_emulate_is_reported_clearly() {
         assert!(serial.contains("cpl0-popcnt: ok result=8"), "{serial}");
     }
 }
+
+/// Reserves huge pages for the duration of a test and gives them back afterwards.
+struct HugePageReservation(u64);
+
+impl HugePageReservation {
+    const KNOB: &'static str = "/proc/sys/vm/nr_hugepages";
+
+    fn add(pages: u64) -> Self {
+        let before: u64 = std::fs::read_to_string(Self::KNOB)
+            .expect("read nr_hugepages")
+            .trim()
+            .parse()
+            .expect("number");
+        std::fs::write(Self::KNOB, (before + pages).to_string())
+            .expect("reserving huge pages needs root");
+        HugePageReservation(before)
+    }
+}
+
+impl Drop for HugePageReservation {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::KNOB, self.0.to_string());
+    }
+}
+
+#[test]
+fn hugetlbfs_backed_memory_boots_and_a_shortage_is_a_clear_error() {
+    require_kvm();
+    let scratch = Scratch::new("huge");
+    let _reserved = HugePageReservation::add(40);
+    let mut cfg = boot_config(&scratch, 1, "workload=hello", false);
+    cfg["machine-config"] = json!({"vcpu_count": 1, "mem_size_mib": 64, "huge_pages": true});
+    let (status, serial, stderr) = run_to_exit(&scratch, &cfg);
+    assert!(
+        status.success(),
+        "exit {status}\nserial:\n{serial}\nstderr:\n{stderr}"
+    );
+    assert!(serial.contains("reprise-guest: done"), "{serial}");
+    // Far more than is reserved: refused up front, naming the knob to turn.
+    cfg["machine-config"] = json!({"vcpu_count": 1, "mem_size_mib": 65536, "huge_pages": true});
+    let (status, _, stderr) = run_to_exit(&scratch, &cfg);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("hugetlbfs-backed guest memory") && stderr.contains("nr_hugepages"),
+        "{stderr}"
+    );
+}

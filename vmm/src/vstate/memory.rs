@@ -1,7 +1,7 @@
 //! Guest RAM: anonymous memory, or a hugetlbfs-backed memfd.
 
 use std::fs::File;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 
 use devices::GuestMemory;
 use vm_memory::{FileOffset, GuestAddress};
@@ -75,5 +75,13 @@ fn hugetlb_memfd(bytes: u64) -> std::io::Result<File> {
     // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
     let file = unsafe { File::from_raw_fd(fd) };
     file.set_len(bytes)?;
+    // Reserve every huge page now: hugetlbfs allocates lazily, and a page missing later
+    // would fault the VMM or the guest instead of failing here with a clear message.
+    let len = libc::off_t::try_from(bytes)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `file` is an open memfd; fallocate only changes its backing allocation.
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     Ok(file)
 }
