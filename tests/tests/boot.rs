@@ -225,3 +225,27 @@ fn hugetlbfs_backed_memory_boots_and_a_shortage_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn initrd_reaches_the_guest_as_the_first_pvh_module() {
+    require_kvm();
+    let scratch = Scratch::new("initrd");
+    let initrd: Vec<u8> = (0..300_001u32)
+        .map(|i| (i.wrapping_mul(7919) >> 3) as u8)
+        .collect();
+    let path = scratch.path("initrd.img");
+    std::fs::write(&path, &initrd).expect("write initrd");
+    let mut cfg = boot_config(&scratch, 1, "workload=hello", false);
+    cfg["boot-source"]["initrd_path"] = json!(path);
+    let (status, serial, stderr) = run_to_exit(&scratch, &cfg);
+    assert!(
+        status.success(),
+        "exit {status}\nserial:\n{serial}\nstderr:\n{stderr}"
+    );
+    let expected = format!(
+        "initrd: size={} crc32={:08x}\n",
+        initrd.len(),
+        crc32fast::hash(&initrd)
+    );
+    assert!(serial.contains(&expected), "want {expected:?} in\n{serial}");
+}

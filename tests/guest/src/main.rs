@@ -30,6 +30,13 @@ pub extern "C" fn bsp_main(start_info: u64) -> ! {
         Some(bytes) => println!("mem: {} MiB", bytes >> 20),
         None => println!("mem: unknown"),
     }
+    if let Some((addr, size)) = boot.initrd {
+        // SAFETY: the loader placed the module in identity-mapped, user-accessible RAM.
+        let data = unsafe { core::slice::from_raw_parts(addr as *const u8, size as usize) };
+        let mut crc = crc32::Crc32::new();
+        crc.update(data);
+        println!("initrd: size={} crc32={:08x}", size, crc.finish());
+    }
     apic::lapic_init();
     let bsp = apic::apic_id();
     let (slots, nslots) = virtio::discover(&cmdline, bsp);

@@ -31,6 +31,15 @@ struct MemmapEntry {
     reserved: u32,
 }
 
+#[repr(C)]
+#[allow(dead_code)] // Mirrors the ABI; not every field is used.
+struct ModlistEntry {
+    paddr: u64,
+    size: u64,
+    cmdline_paddr: u64,
+    reserved: u64,
+}
+
 /// A usable RAM range from the memory map.
 #[derive(Clone, Copy, Default)]
 pub struct RamRange {
@@ -44,6 +53,8 @@ pub struct BootInfo {
     pub cmdline: &'static [u8],
     /// Usable RAM ranges, if the loader passed a memory map.
     pub ram: Option<&'static [RamRange]>,
+    /// The first module (the initrd): physical address and size.
+    pub initrd: Option<(u64, u64)>,
 }
 
 impl BootInfo {
@@ -114,8 +125,16 @@ pub fn read(paddr: u64) -> BootInfo {
         }
         ram = Some(&ram_buf[..n]);
     }
+    let initrd = if info.nr_modules > 0 && info.modlist_paddr != 0 {
+        // SAFETY: the loader's module list has `nr_modules` entries at `modlist_paddr`.
+        let m = unsafe { &*(info.modlist_paddr as *const ModlistEntry) };
+        Some((m.paddr, m.size))
+    } else {
+        None
+    };
     BootInfo {
         cmdline: &cmdline_buf[..len],
         ram,
+        initrd,
     }
 }
