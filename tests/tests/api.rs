@@ -219,3 +219,32 @@ fn bad_requests_get_clear_4xx_and_the_vmm_keeps_serving() {
     // Still serving.
     assert_eq!(vm.state(), "Running");
 }
+
+#[test]
+fn sigterm_stops_the_vm_and_removes_the_socket() {
+    require_kvm();
+    let scratch = Scratch::new("api-term");
+    let mut vm = Reprise::with_api(&scratch);
+    configure_ticks(&vm, &scratch);
+    vm.api_ok(
+        "PUT",
+        "/serial",
+        json!({"output": format!("file:{}", vm.serial_log.display())}),
+    );
+    vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
+    vm.wait_serial("ticks: n=10", Duration::from_secs(30));
+    // SAFETY: sending SIGTERM to the child this test started.
+    let r = unsafe { libc::kill(vm.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(r, 0);
+    let status = vm.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status}\n{}", vm.stderr());
+    assert!(
+        !vm.api_sock.as_ref().expect("sock").exists(),
+        "the API socket was left behind"
+    );
+    assert!(
+        vm.stderr().contains("VM stopped: stopped by request"),
+        "{}",
+        vm.stderr()
+    );
+}
