@@ -162,25 +162,25 @@ impl VmmControl for Vmm {
     }
 
     fn put_machine_config(&self, config: MachineConfig) -> Result<(), ApiError> {
-        config.validate().map_err(|e| ApiError::bad_request(e.0))?;
         let mut inner = self.lock();
         Self::configurable(&inner)?;
+        config.validate().map_err(|e| ApiError::bad_request(e.0))?;
         inner.config.machine = config;
         Ok(())
     }
 
     fn put_boot_source(&self, boot: BootSource) -> Result<(), ApiError> {
-        boot.validate().map_err(|e| ApiError::bad_request(e.0))?;
         let mut inner = self.lock();
         Self::configurable(&inner)?;
+        boot.validate().map_err(|e| ApiError::bad_request(e.0))?;
         inner.config.boot = Some(boot);
         Ok(())
     }
 
     fn put_drive(&self, drive: DriveConfig) -> Result<(), ApiError> {
-        drive.validate().map_err(|e| ApiError::bad_request(e.0))?;
         let mut inner = self.lock();
         Self::configurable(&inner)?;
+        drive.validate().map_err(|e| ApiError::bad_request(e.0))?;
         let drives = &mut inner.config.drives;
         match drives.iter_mut().find(|d| d.drive_id == drive.drive_id) {
             Some(d) => *d = drive,
@@ -190,9 +190,9 @@ impl VmmControl for Vmm {
     }
 
     fn put_net(&self, net: NetConfig) -> Result<(), ApiError> {
-        net.validate().map_err(|e| ApiError::bad_request(e.0))?;
         let mut inner = self.lock();
         Self::configurable(&inner)?;
+        net.validate().map_err(|e| ApiError::bad_request(e.0))?;
         let nets = &mut inner.config.nets;
         match nets.iter_mut().find(|n| n.iface_id == net.iface_id) {
             Some(n) => *n = net,
@@ -202,11 +202,11 @@ impl VmmControl for Vmm {
     }
 
     fn put_serial(&self, serial: SerialConfig) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        Self::configurable(&inner)?;
         crate::serial_io::parse_output(serial.output.as_deref())
             .and_then(|_| crate::serial_io::parse_input(serial.input.as_deref()))
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let mut inner = self.lock();
-        Self::configurable(&inner)?;
         inner.config.serial = serial;
         Ok(())
     }
