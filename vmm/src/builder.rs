@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use devices::serial::SerialDevice;
 use devices::GuestMemory;
-use kvm_bindings::{kvm_lapic_state, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::kvm_lapic_state;
 use kvm_ioctls::VcpuFd;
 
 use crate::arch::{cpuid, msr, regs};
@@ -101,17 +101,13 @@ fn set_lint(fd: &VcpuFd, index: u8) -> Result<(), BuildError> {
 }
 
 fn configure_vcpu(
-    vm: &Vm,
     fd: &VcpuFd,
     index: u8,
     count: u8,
     tsc_khz: Option<u32>,
     boot: Option<&BootRegs>,
 ) -> Result<(), BuildError> {
-    let mut cpuid = vm
-        .kvm()
-        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(vcpu_err(index, "KVM_GET_SUPPORTED_CPUID"))?;
+    let mut cpuid = cpuid::supported().map_err(vcpu_err(index, "KVM_GET_SUPPORTED_CPUID"))?;
     cpuid::normalize(&mut cpuid, index, count, tsc_khz).map_err(|_| BuildError::Vcpu {
         index,
         what: "building CPUID",
@@ -190,7 +186,7 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
     let tsc_khz = fds[0].get_tsc_khz().ok();
     for (i, fd) in fds.iter().enumerate() {
         let i = i as u8;
-        configure_vcpu(&vm, fd, i, count, tsc_khz, (i == 0).then_some(&boot_regs))?;
+        configure_vcpu(fd, i, count, tsc_khz, (i == 0).then_some(&boot_regs))?;
     }
     lap("vcpus configured");
     let mut vcpus = Vec::new();

@@ -40,6 +40,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
     if args.api_sock.is_none() && args.config_file.is_none() {
         return Err("give --api-sock PATH, --config-file FILE, or both".into());
     }
+    vmm::arch::cpuid::prefetch_supported();
     if vmm::vstate::vm::host_is_pvm() {
         log::info!(
             "host KVM is PVM: guest kernel-mode code is emulated (slow, and some instructions \
