@@ -17,7 +17,7 @@ mod tx;
 
 use std::sync::Arc;
 
-use log::{debug, error};
+use log::{debug, error, warn};
 use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -85,6 +85,9 @@ struct Active {
     rx: Queue,
     tx: Queue,
     interrupt: Arc<VirtioInterrupt>,
+    /// Whether the driver is asked to notify when it adds receive buffers. Only while a
+    /// frame waits for a buffer: otherwise each refill would cost an event-loop wake-up.
+    rx_notifications: bool,
 }
 
 impl Active {
@@ -242,11 +245,20 @@ impl VirtioDevice for Net {
                 });
             }
         }
+        let mut rx = rx;
+        let rx_notifications = match rx.disable_notification(&mem) {
+            Ok(()) => false,
+            Err(e) => {
+                warn!("virtio-net: cannot suppress receive-queue notifications: {e}");
+                true
+            }
+        };
         self.active = Some(Active {
             mem,
             rx,
             tx,
             interrupt,
+            rx_notifications,
         });
         // Let the event loop look at buffers queued before DRIVER_OK and resume polling the
         // backend (the receive-queue handler does that).

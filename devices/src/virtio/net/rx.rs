@@ -55,7 +55,33 @@ impl Net {
                 },
             };
             match deliver(active, &self.rx_frame[..len], &mut self.metrics) {
-                Delivery::Delivered | Delivery::Dropped => self.rx_pending = None,
+                Delivery::Delivered | Delivery::Dropped => {
+                    self.rx_pending = None;
+                    if active.rx_notifications {
+                        match active.rx.disable_notification(&active.mem) {
+                            Ok(()) => active.rx_notifications = false,
+                            Err(e) => debug!("virtio-net: {e}"),
+                        }
+                    }
+                }
+                Delivery::NoBuffer if !active.rx_notifications => {
+                    // Ask the driver to notify when it adds buffers; if it added some in the
+                    // meantime, try again now. The frame waits either way.
+                    self.rx_pending = Some(len);
+                    match active.rx.enable_notification(&active.mem) {
+                        Ok(more) => {
+                            active.rx_notifications = true;
+                            if more {
+                                continue;
+                            }
+                        }
+                        Err(e) => warn!("virtio-net: cannot enable receive notifications: {e}"),
+                    }
+                    self.metrics.rx_deferred += 1;
+                    debug!("virtio-net: no receive buffer; holding a {len}-byte frame");
+                    stalled = true;
+                    break;
+                }
                 Delivery::NoBuffer => {
                     if self.rx_pending.is_none() {
                         self.metrics.rx_deferred += 1;
