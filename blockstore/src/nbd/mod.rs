@@ -1,0 +1,1 @@
+//! An NBD server (newstyle, fixed handshake).

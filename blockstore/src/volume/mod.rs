@@ -1,0 +1,1 @@
+//! Volumes, layers, snapshots, clones and resize.
