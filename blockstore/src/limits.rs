@@ -187,7 +187,7 @@ impl RateLimiter {
     /// size), so changing a limit cannot be used to get a fresh burst.
     pub fn set_limits(&mut self, limits: Limits, now: Instant) -> Result<(), LimitsError> {
         limits.validate()?;
-        let old = std::mem::replace(&mut self.buckets, [None, None, None, None, None, None]);
+        let old = std::mem::take(&mut self.buckets);
         for (i, (_, b)) in limits.fields().into_iter().enumerate() {
             self.buckets[i] = b.map(|b| {
                 let mut fresh = TokenBucket::new(b, now);
