@@ -9,7 +9,7 @@ pub mod raw_file;
 pub mod tap;
 pub mod unix_dgram;
 
-pub use block::BlockBackend;
+pub use block::{BlockBackend, IoDirection};
 pub use net::NetBackend;
 pub use raw_file::{RawFile, RawFileError, RawFileOptions};
 pub use tap::{Tap, TapError};

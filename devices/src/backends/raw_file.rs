@@ -248,6 +248,37 @@ impl BlockBackend for RawFile {
     fn device_id(&self) -> &str {
         &self.device_id
     }
+
+    /// Grows or shrinks the image file (a block device cannot be resized).
+    fn resize(&mut self, bytes: u64) -> io::Result<()> {
+        if self.read_only {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("disk image {} is read-only", self.path.display()),
+            ));
+        }
+        if bytes % SECTOR_SIZE != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "new size {bytes} of {} is not a multiple of 512",
+                    self.path.display()
+                ),
+            ));
+        }
+        if !self.file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "{} is not a regular file and cannot be resized",
+                    self.path.display()
+                ),
+            ));
+        }
+        self.file.set_len(bytes)?;
+        self.capacity = bytes;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

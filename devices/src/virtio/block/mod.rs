@@ -14,6 +14,7 @@ use std::sync::Arc;
 use log::{debug, error, info, warn};
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::timerfd::TimerFd;
 
 use self::request::Disk;
 use super::descriptors::DescriptorBuffers;
@@ -43,6 +44,9 @@ pub enum BlockError {
     /// The queue notification eventfd could not be created.
     #[error("virtio-blk: cannot create the queue eventfd: {0}")]
     EventFd(#[source] std::io::Error),
+    /// The I/O-limit timer could not be created.
+    #[error("virtio-blk: cannot create the I/O-limit timer: {0}")]
+    TimerFd(#[source] std::io::Error),
 }
 
 /// Counters of a block device since it was created.
@@ -72,6 +76,8 @@ pub struct BlockMetrics {
     pub invalid_requests: u64,
     /// Requests of an unknown type (answered UNSUPP).
     pub unsupported_requests: u64,
+    /// Times the queue was held because an I/O limit was reached.
+    pub throttled: u64,
 }
 
 /// What the device holds between DRIVER_OK and reset.
@@ -90,6 +96,10 @@ pub struct Block {
     queue_sizes: [u16; 1],
     queue_events: Vec<EventFd>,
     active: Option<Active>,
+    /// Fires when an I/O limit lets the held queue go again.
+    throttle_timer: TimerFd,
+    /// The queue is held until `throttle_timer` fires.
+    throttled: bool,
 }
 
 impl Block {
@@ -98,7 +108,10 @@ impl Block {
     pub fn new(backend: Box<dyn BlockBackend>) -> Result<Self, BlockError> {
         let queue_event = EventFd::new(EFD_NONBLOCK).map_err(BlockError::EventFd)?;
         let disk = Disk::new(backend);
+        let throttle_timer = TimerFd::new().map_err(|e| BlockError::TimerFd(e.into()))?;
         Ok(Block {
+            throttle_timer,
+            throttled: false,
             avail_features: config::avail_features(disk.read_only),
             disk,
             acked_features: 0,
@@ -156,9 +169,35 @@ impl Block {
         }
     }
 
+    /// Resizes the backend to `bytes` and shows the guest the new capacity (a
+    /// configuration-change interrupt).
+    pub fn resize(&mut self, bytes: u64) -> std::io::Result<()> {
+        self.disk.backend.resize(bytes)?;
+        let capacity = self.disk.backend.capacity();
+        self.set_capacity(capacity);
+        Ok(())
+    }
+
+    /// Holds the queue for `wait` (an I/O limit was reached).
+    fn hold_queue(&mut self, wait: std::time::Duration) {
+        let wait = wait.max(std::time::Duration::from_micros(50));
+        match self.throttle_timer.reset(wait, None) {
+            Ok(()) => {
+                self.throttled = true;
+                self.disk.metrics.throttled += 1;
+            }
+            Err(e) => error!("{}: cannot arm the I/O-limit timer: {e}", self.disk.label),
+        }
+    }
+
     /// Takes every available request from the queue, executes it, and interrupts the guest
-    /// if anything was completed. Does nothing before activation.
+    /// if anything was completed. Stops early when an I/O limit says to wait. Does nothing
+    /// before activation or while the queue is held.
     pub fn process_queue(&mut self) {
+        if self.throttled {
+            return;
+        }
+        let mut hold = None;
         let Some(active) = self.active.as_mut() else {
             return;
         };
@@ -176,7 +215,16 @@ impl Block {
             let Some(chain) = chain else { break };
             let head = chain.head_index();
             let used_len = match DescriptorBuffers::parse(mem, chain) {
-                Ok(bufs) => self.disk.handle(mem, &bufs),
+                Ok(bufs) => {
+                    let cost = request::admission_cost(mem, &bufs);
+                    if let Some(wait) = cost.and_then(|(dir, n)| self.disk.backend.admit(dir, n)) {
+                        // Put the request back; it goes first when the limit allows.
+                        active.queue.go_to_previous_position();
+                        hold = Some(wait);
+                        break;
+                    }
+                    self.disk.handle(mem, &bufs)
+                }
                 Err(e) => {
                     self.disk.metrics.requests += 1;
                     self.disk.metrics.invalid_requests += 1;
@@ -198,6 +246,18 @@ impl Block {
                 error!("{}: cannot raise the queue interrupt: {e}", self.disk.label);
             }
         }
+        if let Some(wait) = hold {
+            self.hold_queue(wait);
+        }
+    }
+
+    /// The I/O-limit timer fired: let the queue go again.
+    fn release_queue(&mut self) {
+        if let Err(e) = self.throttle_timer.wait() {
+            debug!("{}: I/O-limit timer: {e}", self.disk.label);
+        }
+        self.throttled = false;
+        self.process_queue();
     }
 }
 
@@ -267,6 +327,10 @@ impl VirtioDevice for Block {
     fn reset(&mut self) {
         self.active = None;
         self.acked_features = 0;
+        self.throttled = false;
+        if let Err(e) = self.throttle_timer.clear() {
+            debug!("{}: I/O-limit timer: {e}", self.disk.label);
+        }
     }
 
     fn queue_events(&self) -> &[EventFd] {

@@ -15,7 +15,7 @@ use super::config::{
     SECTOR_SIZE,
 };
 use super::BlockMetrics;
-use crate::backends::BlockBackend;
+use crate::backends::{BlockBackend, IoDirection};
 use crate::virtio::descriptors::{ChainError, DescriptorBuffers};
 use crate::GuestMemory;
 
@@ -86,6 +86,25 @@ impl RequestError {
             RequestError::Unsupported(_) | RequestError::BadFlags(_) => VIRTIO_BLK_S_UNSUPP,
             _ => VIRTIO_BLK_S_IOERR,
         }
+    }
+}
+
+/// What a request costs under I/O limits: its direction and payload bytes. Requests that
+/// move no data (FLUSH, GET_ID, unknown types) and malformed ones are not limited.
+pub(super) fn admission_cost(
+    mem: &GuestMemory,
+    bufs: &DescriptorBuffers,
+) -> Option<(IoDirection, u64)> {
+    let mut header = [0u8; 4];
+    bufs.read_at(mem, 0, &mut header).ok()?;
+    match u32::from_le_bytes(header) {
+        VIRTIO_BLK_T_IN => Some((IoDirection::Read, bufs.writable_len().saturating_sub(1))),
+        VIRTIO_BLK_T_OUT => Some((
+            IoDirection::Write,
+            bufs.readable_len().saturating_sub(HEADER_LEN),
+        )),
+        VIRTIO_BLK_T_DISCARD | VIRTIO_BLK_T_WRITE_ZEROES => Some((IoDirection::Write, 0)),
+        _ => None,
     }
 }
 
