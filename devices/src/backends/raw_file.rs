@@ -257,7 +257,7 @@ impl BlockBackend for RawFile {
                 format!("disk image {} is read-only", self.path.display()),
             ));
         }
-        if bytes % SECTOR_SIZE != 0 {
+        if !bytes.is_multiple_of(SECTOR_SIZE) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
