@@ -11,6 +11,7 @@ use crate::arch::{cpuid, msr, regs};
 use crate::boot::{pvh, BootError, BootProtocol, BootRegs};
 use crate::config::{ConfigError, VmConfig};
 use crate::device_manager::{DeviceError, DeviceManager, Subscriber};
+use crate::drives::DriveHandle;
 use crate::serial_io::{self, ConsoleInput, SerialIoError};
 use crate::virtio_setup::{self, VirtioSetupError};
 use crate::vstate::memory::{create_guest_memory, MemoryError};
@@ -72,6 +73,8 @@ pub struct RunningVm {
     pub subscribers: Vec<Subscriber>,
     /// The final kernel command line.
     pub cmdline: String,
+    /// Attached drives, in configuration order.
+    pub drives: Vec<DriveHandle>,
 }
 
 fn vcpu_err(index: u8, what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> BuildError {
@@ -160,7 +163,7 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
             .map_err(BuildError::Thread)?;
         dm.subscribers.push(Arc::new(Mutex::new(input)));
     }
-    virtio_setup::attach_all(config, &vm, &memory, &mut dm)?;
+    let drives = virtio_setup::attach_all(config, &vm, &memory, &mut dm)?;
     lap("devices");
 
     let BootProtocol::Pvh { entry } = pvh::load_kernel(&memory, &boot_source.kernel_image_path)?;
@@ -216,5 +219,6 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
         serial,
         subscribers: dm.subscribers,
         cmdline: cmdline_text,
+        drives,
     })
 }

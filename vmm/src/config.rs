@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use blockstore::limits::Limits;
 use serde::{Deserialize, Serialize};
 
 /// Largest vCPU count accepted.
@@ -58,14 +59,43 @@ pub struct BootSource {
 pub struct DriveConfig {
     /// Identifier; also returned to the guest by VIRTIO_BLK_T_GET_ID.
     pub drive_id: String,
-    /// Raw image file on the host.
-    pub path_on_host: PathBuf,
+    /// Raw image file on the host. Exactly one of `path_on_host` and `volume_path` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_on_host: Option<PathBuf>,
+    /// Block-store volume directory (`<store>/volumes/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_path: Option<PathBuf>,
     /// Refuse guest writes.
     #[serde(default)]
     pub is_read_only: bool,
-    /// Open the image with O_DIRECT (bypass the host page cache).
+    /// Open the image with O_DIRECT (bypass the host page cache; raw images only).
     #[serde(default)]
     pub io_direct: bool,
+    /// I/O limits (token buckets); changeable while the guest runs with `PATCH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+/// `PATCH /drives/{drive_id}`: changes to an attached drive, applied while the guest runs
+/// (or to the configuration before start). Omitted fields stay as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrivePatch {
+    /// The drive to change; must equal the path's.
+    pub drive_id: String,
+    /// New size in bytes (a multiple of 512). The guest sees the change through a
+    /// configuration-change interrupt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// Permit a size smaller than the current one.
+    #[serde(default)]
+    pub allow_shrink: bool,
+    /// With `allow_shrink`: data beyond the new size may be dropped.
+    #[serde(default)]
+    pub discard_data: bool,
+    /// New I/O limits (replace the old ones; `{}` removes every limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
 }
 
 /// `PUT /network-interfaces/{iface_id}`. Exactly one backend must be given.
@@ -224,10 +254,51 @@ impl BootSource {
 }
 
 impl DriveConfig {
-    /// Checks the id and that the image exists.
+    /// Checks the id, that exactly one backend is named and exists, and the limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_id("drive_id", &self.drive_id)?;
-        check_file("path_on_host", &self.path_on_host)
+        match (&self.path_on_host, &self.volume_path) {
+            (Some(path), None) => check_file("path_on_host", path)?,
+            (None, Some(dir)) => {
+                if self.io_direct {
+                    return err("io_direct applies to raw images (path_on_host) only");
+                }
+                if !dir.join("manifest.json").is_file() {
+                    return err(format!(
+                        "volume_path {} is not a block-store volume (no manifest.json in it)",
+                        dir.display()
+                    ));
+                }
+            }
+            (Some(_), Some(_)) => return err("give only one of path_on_host and volume_path"),
+            (None, None) => {
+                return err("give path_on_host (a raw image) or volume_path (a volume)")
+            }
+        }
+        if let Some(limits) = &self.limits {
+            limits.validate().map_err(|e| ConfigError(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+impl DrivePatch {
+    /// Checks the size and limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(size) = self.size_bytes {
+            if size == 0 || !size.is_multiple_of(512) {
+                return err(format!(
+                    "size_bytes {size} must be a positive multiple of 512"
+                ));
+            }
+        }
+        if self.discard_data && !self.allow_shrink {
+            return err("discard_data needs allow_shrink");
+        }
+        if let Some(limits) = &self.limits {
+            limits.validate().map_err(|e| ConfigError(e.to_string()))?;
+        }
+        Ok(())
     }
 }
 

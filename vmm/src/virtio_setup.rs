@@ -2,12 +2,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use devices::backends::{NetBackend, RawFile, RawFileOptions, Tap, UnixDgram};
+use devices::backends::{NetBackend, Tap, UnixDgram};
 use devices::virtio::{Block, Net};
 use devices::GuestMemory;
 
 use crate::config::{parse_mac, DriveConfig, NetConfig, VmConfig};
 use crate::device_manager::{DeviceError, DeviceManager};
+use crate::drives::{self, DriveHandle};
 use crate::vstate::vm::Vm;
 
 /// Why a virtio device or its backend could not be created.
@@ -33,15 +34,16 @@ fn backend_err(id: &str) -> impl FnOnce(String) -> VirtioSetupError + '_ {
     }
 }
 
-fn block_device(drive: &DriveConfig) -> Result<Block, VirtioSetupError> {
-    let options = RawFileOptions {
-        read_only: drive.is_read_only,
-        direct: drive.io_direct,
-        device_id: drive.drive_id.clone(),
-    };
-    let file = RawFile::open(&drive.path_on_host, &options)
-        .map_err(|e| backend_err(&drive.drive_id)(e.to_string()))?;
-    Block::new(Box::new(file)).map_err(|e| backend_err(&drive.drive_id)(e.to_string()))
+fn block_device(drive: &DriveConfig) -> Result<DriveHandle, VirtioSetupError> {
+    let (backend, limiter, volume) =
+        drives::open_backend(drive).map_err(|e| backend_err(&drive.drive_id)(e.message))?;
+    let block = Block::new(backend).map_err(|e| backend_err(&drive.drive_id)(e.to_string()))?;
+    Ok(DriveHandle {
+        config: drive.clone(),
+        block: Arc::new(Mutex::new(block)),
+        limiter,
+        volume,
+    })
 }
 
 fn net_device(net: &NetConfig) -> Result<Net, VirtioSetupError> {
@@ -61,18 +63,22 @@ fn net_device(net: &NetConfig) -> Result<Net, VirtioSetupError> {
     Net::new(backend, mac).map_err(|e| backend_err(&net.iface_id)(e.to_string()))
 }
 
-/// Attaches every drive, then every network interface, in configuration order.
+/// Attaches every drive, then every network interface, in configuration order; returns
+/// the drives' handles.
 pub fn attach_all(
     config: &VmConfig,
     vm: &Vm,
     mem: &GuestMemory,
     dm: &mut DeviceManager,
-) -> Result<(), VirtioSetupError> {
+) -> Result<Vec<DriveHandle>, VirtioSetupError> {
+    let mut handles = Vec::new();
     for drive in &config.drives {
-        dm.add_virtio(vm, mem, Arc::new(Mutex::new(block_device(drive)?)))?;
+        let handle = block_device(drive)?;
+        dm.add_virtio(vm, mem, handle.block.clone())?;
+        handles.push(handle);
     }
     for net in &config.nets {
         dm.add_virtio(vm, mem, Arc::new(Mutex::new(net_device(net)?)))?;
     }
-    Ok(())
+    Ok(handles)
 }

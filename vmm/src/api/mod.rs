@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig, VmConfig};
+use crate::config::{
+    BootSource, DriveConfig, DrivePatch, MachineConfig, NetConfig, SerialConfig, VmConfig,
+};
 
 pub mod routes;
 pub mod server;
@@ -38,6 +40,56 @@ pub struct InstanceInfo {
     /// Why the VM stopped, once it has.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub exit_reason: Option<String>,
+}
+
+/// Counters of one drive (`GET /drives/{id}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriveCounters {
+    /// Requests taken from the queue.
+    pub requests: u64,
+    /// Read requests.
+    pub read_requests: u64,
+    /// Write requests.
+    pub write_requests: u64,
+    /// Bytes read for the guest.
+    pub read_bytes: u64,
+    /// Bytes written for the guest.
+    pub write_bytes: u64,
+    /// Requests that failed in the backend.
+    pub io_errors: u64,
+    /// Times the queue was held by an I/O limit.
+    pub throttled: u64,
+}
+
+/// Body of `GET /drives/{drive_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriveStatus {
+    /// The drive's identifier.
+    pub drive_id: String,
+    /// `raw` (an image file) or `volume` (a block-store volume).
+    pub backend: String,
+    /// The image file or volume directory.
+    pub path: String,
+    /// Size the guest sees, in bytes.
+    pub capacity_bytes: u64,
+    /// Whether guest writes are refused.
+    pub read_only: bool,
+    /// I/O limits in force.
+    pub limits: blockstore::limits::Limits,
+    /// Counters since the VM started (absent before start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<DriveCounters>,
+}
+
+/// One block-store snapshot of a drive's volume (`GET /drives/{drive_id}/snapshots`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriveSnapshot {
+    /// Snapshot name.
+    pub name: String,
+    /// When it was taken, in seconds since the Unix epoch.
+    pub created: u64,
+    /// Volume size at that moment, in bytes.
+    pub size_bytes: u64,
 }
 
 /// An error returned to an API client as `{"fault_message": "..."}` with `status`.
@@ -103,6 +155,17 @@ pub trait VmmControl: Send + Sync + 'static {
     fn put_net(&self, net: NetConfig) -> Result<(), ApiError>;
     /// `PUT /serial` (before start): where the console's output goes and input comes from.
     fn put_serial(&self, serial: SerialConfig) -> Result<(), ApiError>;
+    /// `GET /drives/{id}`: a drive's backend, size, limits and counters.
+    fn drive_status(&self, drive_id: &str) -> Result<DriveStatus, ApiError>;
+    /// `PATCH /drives/{id}`: resize and/or change the I/O limits of a drive; applied to the
+    /// running guest (resize raises a virtio config-change interrupt), or to the
+    /// configuration before start.
+    fn patch_drive(&self, patch: DrivePatch) -> Result<(), ApiError>;
+    /// `PUT /drives/{id}/snapshots/{name}`: a point-in-time snapshot of the drive's
+    /// block-store volume, taken while the guest runs (or is paused).
+    fn snapshot_drive(&self, drive_id: &str, name: &str) -> Result<DriveSnapshot, ApiError>;
+    /// `GET /drives/{id}/snapshots`: the snapshots of the drive's volume.
+    fn drive_snapshots(&self, drive_id: &str) -> Result<Vec<DriveSnapshot>, ApiError>;
     /// `PUT /actions {"action_type": "InstanceStart"}`.
     fn start(&self) -> Result<(), ApiError>;
     /// `PUT /actions {"action_type": "InstanceStop"}`: stops the vCPUs for good.

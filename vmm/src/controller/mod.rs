@@ -7,12 +7,16 @@ use std::sync::{Mutex, MutexGuard};
 use event_manager::SubscriberId;
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::api::{ApiError, InstanceInfo, VmState, VmmControl};
+use crate::api::{ApiError, DriveSnapshot, DriveStatus, InstanceInfo, VmState, VmmControl};
 use crate::builder::{self, BuildError, RunningVm};
-use crate::config::{BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig, VmConfig};
+use crate::config::{
+    BootSource, DriveConfig, DrivePatch, MachineConfig, NetConfig, SerialConfig, VmConfig,
+};
 use crate::event_loop::EventLoop;
 use crate::vstate::exit_report::ExitReason;
 use crate::vstate::vcpu;
+
+mod drives;
 
 enum Phase {
     Configuring,
@@ -209,6 +213,23 @@ impl VmmControl for Vmm {
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         inner.config.serial = serial;
         Ok(())
+    }
+
+    fn drive_status(&self, drive_id: &str) -> Result<DriveStatus, ApiError> {
+        drives::status(&self.lock(), drive_id)
+    }
+
+    fn patch_drive(&self, patch: DrivePatch) -> Result<(), ApiError> {
+        patch.validate().map_err(|e| ApiError::bad_request(e.0))?;
+        drives::patch(&mut self.lock(), patch)
+    }
+
+    fn snapshot_drive(&self, drive_id: &str, name: &str) -> Result<DriveSnapshot, ApiError> {
+        drives::snapshot(&self.lock(), drive_id, name)
+    }
+
+    fn drive_snapshots(&self, drive_id: &str) -> Result<Vec<DriveSnapshot>, ApiError> {
+        drives::snapshots(&self.lock(), drive_id)
     }
 
     fn start(&self) -> Result<(), ApiError> {
