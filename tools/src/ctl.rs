@@ -88,9 +88,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
         })?),
         Command::Drive(DriveCommand::Add(drive)) => Ok(client.put_drive(&DriveConfig {
             drive_id: drive.id,
-            path_on_host: absolute(&drive.path)?,
+            path_on_host: Some(absolute(&drive.path)?),
+            volume_path: None,
             is_read_only: drive.read_only,
             io_direct: drive.direct,
+            limits: None,
         })?),
         Command::Net(NetCommand::Add(net)) => Ok(client.put_net(&NetConfig {
             iface_id: net.id,

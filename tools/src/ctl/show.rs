@@ -83,7 +83,7 @@ fn drive_line(drive: &DriveConfig) -> String {
     format!(
         "drive {}: {}{flags}",
         drive.drive_id,
-        path(&drive.path_on_host)
+        path(vmm::drives::drive_path(drive))
     )
 }
 

@@ -62,6 +62,11 @@ impl Blk {
         }
     }
 
+    /// Acknowledge pending interrupt causes (e.g. a configuration change).
+    pub fn ack_interrupt(&self) {
+        self.t.ack_interrupt();
+    }
+
     /// Capacity in 512-byte sectors.
     pub fn capacity(&self) -> u64 {
         u64::from_le_bytes(self.t.config::<8>(0))

@@ -2,6 +2,9 @@
 
 mod blk;
 mod blk_bench;
+mod blk_rate;
+mod blk_resize;
+mod blk_rounds;
 mod console;
 mod cpl0_popcnt;
 mod dirty;
@@ -42,6 +45,9 @@ pub fn run(env: &Env) {
         b"fault" => fault::run(env),
         b"cpl0-popcnt" => cpl0_popcnt::run(env),
         b"console" => console::run(env),
+        b"blk-resize" => blk_resize::run(env),
+        b"blk-rate" => blk_rate::run(env),
+        b"blk-rounds" => blk_rounds::run(env),
         other => crate::fatal!("unknown workload {}", crate::cmdline::Bytes(other)),
     }
 }
