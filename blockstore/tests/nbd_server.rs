@@ -447,6 +447,27 @@ fn slow_handshake_times_out() {
     let start = Instant::now();
     assert!(c.closed_within(Duration::from_secs(5)));
     assert!(start.elapsed() >= Duration::from_millis(150));
+    // Trickling bytes does not stretch the handshake past its deadline.
+    let mut c = Client::tcp(s.tcp_addrs()[0]);
+    let start = Instant::now();
+    let mut option = Vec::new();
+    option.extend_from_slice(&IHAVEOPT.to_be_bytes());
+    option.extend_from_slice(&OPT_LIST.to_be_bytes());
+    option.extend_from_slice(&0u32.to_be_bytes());
+    let mut cut_off = false;
+    for byte in option.iter().cycle().take(200) {
+        if c.s.write_all(&[*byte]).is_err() {
+            cut_off = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(cut_off || c.closed_within(Duration::from_secs(1)));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
     // Past the handshake the timeout no longer applies.
     let mut c = Client::tcp(s.tcp_addrs()[0]);
     assert_eq!(c.go("a"), Ok(4096));

@@ -1,6 +1,7 @@
 //! Listening sockets (Unix and TCP), accepted connections, and waiting on several
 //! sockets at once.
 
+use std::cell::Cell;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -8,7 +9,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use super::error::NbdError;
 
@@ -180,6 +182,36 @@ impl Write for Stream {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Reads a stream with an overall deadline: each read may wait only for the time left,
+/// so a client cannot stretch the handshake by trickling bytes. Clearing the shared
+/// deadline lifts the limit.
+pub(crate) struct DeadlineReader {
+    stream: Stream,
+    deadline: Rc<Cell<Option<Instant>>>,
+}
+
+impl DeadlineReader {
+    pub fn new(stream: Stream, deadline: Rc<Cell<Option<Instant>>>) -> DeadlineReader {
+        DeadlineReader { stream, deadline }
+    }
+}
+
+impl Read for DeadlineReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.deadline.get() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client did not finish the handshake in time",
+                ));
+            }
+            self.stream.set_read_timeout(Some(left))?;
+        }
+        self.stream.read(buf)
     }
 }
 

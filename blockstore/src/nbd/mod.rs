@@ -52,7 +52,7 @@ mod test_client;
 mod tests;
 mod transmission;
 
-pub use error::{ConnError, NbdError};
+pub use error::NbdError;
 pub use export::{NbdExport, SharedExport};
 pub use exports::MAX_NAME_LEN;
 pub use handshake::{MAX_OPTIONS, MAX_OPTION_LEN, MAX_OPTION_SKIP, MAX_PAYLOAD};

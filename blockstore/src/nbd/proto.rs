@@ -195,13 +195,6 @@ pub fn write_option_reply<W: Write>(
     w.write_all(data)
 }
 
-/// Reads a big-endian `u16`.
-pub fn read_u16<R: Read>(r: &mut R) -> io::Result<u16> {
-    let mut b = [0u8; 2];
-    r.read_exact(&mut b)?;
-    Ok(u16::from_be_bytes(b))
-}
-
 /// Reads a big-endian `u32`.
 pub fn read_u32<R: Read>(r: &mut R) -> io::Result<u32> {
     let mut b = [0u8; 4];

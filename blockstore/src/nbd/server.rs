@@ -1,11 +1,13 @@
 //! [`NbdServer`]: listeners, the accept thread, one thread per connection, shutdown.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -15,16 +17,16 @@ use super::connection::serve;
 use super::error::{ConnError, NbdError};
 use super::export::SharedExport;
 use super::exports::{check_name, ExportTable};
-use super::listener::{wait_readable, Listener, Stream};
+use super::listener::{wait_readable, DeadlineReader, Listener, Stream};
 
 /// Default limit on simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
-/// Default time a client may take to send each part of the handshake.
+/// Default time a client has to complete the handshake (pick an export or abort).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long [`NbdServer::shutdown`] lets connections finish the request they are on.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Socket buffer sizes of a connection.
-const IO_BUFFER: usize = 256 * 1024;
+const IO_BUFFER: usize = 128 * 1024;
 
 /// Configures and starts an [`NbdServer`].
 pub struct NbdServerBuilder {
@@ -92,7 +94,8 @@ impl NbdServerBuilder {
         self
     }
 
-    /// How long a client may stay silent during the handshake (`None`: forever).
+    /// How long a client may take over the whole handshake, from connecting to picking
+    /// an export (`None`: forever). There is no limit once it has an export.
     pub fn handshake_timeout(mut self, t: Option<Duration>) -> Self {
         self.handshake_timeout = t;
         self
@@ -343,7 +346,7 @@ fn accept_loop(shared: Arc<Shared>, listeners: Vec<Listener>, wake: UnixStream) 
     let mut fds: Vec<_> = listeners.iter().map(|l| l.as_raw_fd()).collect();
     fds.push(wake.as_raw_fd());
     let mut next_id = 0u64;
-    loop {
+    while !shared.stopping.load(Ordering::SeqCst) {
         let ready = match wait_readable(&fds) {
             Ok(ready) => ready,
             Err(e) => {
@@ -352,7 +355,7 @@ fn accept_loop(shared: Arc<Shared>, listeners: Vec<Listener>, wake: UnixStream) 
                 continue;
             }
         };
-        if shared.stopping.load(Ordering::SeqCst) || ready[listeners.len()] {
+        if ready[listeners.len()] {
             break;
         }
         for (l, _) in listeners.iter().zip(&ready).filter(|(_, &r)| r) {
@@ -421,10 +424,14 @@ fn start_connection(shared: &Arc<Shared>, stream: Stream, peer: String, id: u64)
 fn run_connection(shared: Arc<Shared>, stream: Stream, peer: String, id: u64) {
     log::debug!("NBD: connection {id} from {peer}");
     let result = (|| -> Result<(), ConnError> {
-        stream.set_read_timeout(shared.handshake_timeout)?;
-        let mut r = BufReader::with_capacity(IO_BUFFER, stream.try_clone()?);
+        let deadline = Rc::new(Cell::new(
+            shared.handshake_timeout.map(|t| Instant::now() + t),
+        ));
+        let reader = DeadlineReader::new(stream.try_clone()?, deadline.clone());
+        let mut r = BufReader::with_capacity(IO_BUFFER, reader);
         let mut w = BufWriter::with_capacity(IO_BUFFER, stream.try_clone()?);
         serve(&mut r, &mut w, &shared.exports, &shared.stopping, || {
+            deadline.set(None);
             stream.set_read_timeout(None)
         })
     })();
