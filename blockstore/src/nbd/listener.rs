@@ -103,17 +103,34 @@ impl Listener {
         }
     }
 
-    /// Removes the socket file of a Unix listener if it is still the one we created.
-    pub fn remove_socket_file(&self) {
-        if let Listener::Unix { path, id, .. } = self {
-            match fs::symlink_metadata(path) {
-                Ok(meta) if (meta.dev(), meta.ino()) == *id => {
-                    if let Err(e) = fs::remove_file(path) {
-                        log::warn!("NBD: cannot remove socket {}: {e}", path.display());
-                    }
+    /// The socket file of a Unix listener.
+    pub fn socket_file(&self) -> Option<SocketFile> {
+        match self {
+            Listener::Unix { path, id, .. } => Some(SocketFile {
+                path: path.clone(),
+                id: *id,
+            }),
+            Listener::Tcp { .. } => None,
+        }
+    }
+}
+
+/// A Unix socket file the server created.
+pub(crate) struct SocketFile {
+    pub path: PathBuf,
+    id: (u64, u64),
+}
+
+impl SocketFile {
+    /// Removes the file if it is still the socket we created (not a later replacement).
+    pub fn remove(&self) {
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.id => {
+                if let Err(e) = fs::remove_file(&self.path) {
+                    log::warn!("NBD: cannot remove socket {}: {e}", self.path.display());
                 }
-                _ => {}
             }
+            _ => {}
         }
     }
 }

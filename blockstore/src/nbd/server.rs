@@ -17,7 +17,7 @@ use super::connection::serve;
 use super::error::{ConnError, NbdError};
 use super::export::SharedExport;
 use super::exports::{check_name, ExportTable};
-use super::listener::{wait_readable, DeadlineReader, Listener, Stream};
+use super::listener::{wait_readable, DeadlineReader, Listener, SocketFile, Stream};
 
 /// Default limit on simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
@@ -122,17 +122,20 @@ impl NbdServerBuilder {
         exports.set_default(self.default_export);
 
         let mut listeners = Vec::new();
-        // On failure, the Unix sockets bound so far are removed again.
-        let cleanup =
-            |listeners: &[Listener]| listeners.iter().for_each(|l| l.remove_socket_file());
         for addr in &self.tcp {
             listeners.push(Listener::bind_tcp(*addr, self.allow_remote)?);
         }
+        let mut socket_files = Vec::new();
+        // On failure, the Unix sockets bound so far are removed again.
+        let cleanup = |files: &[SocketFile]| files.iter().for_each(SocketFile::remove);
         for path in &self.unix {
             match Listener::bind_unix(path) {
-                Ok(l) => listeners.push(l),
+                Ok(l) => {
+                    socket_files.extend(l.socket_file());
+                    listeners.push(l);
+                }
                 Err(e) => {
-                    cleanup(&listeners);
+                    cleanup(&socket_files);
                     return Err(e);
                 }
             }
@@ -140,19 +143,18 @@ impl NbdServerBuilder {
         let (wake_rx, wake_tx) = match UnixStream::pair() {
             Ok(pair) => pair,
             Err(e) => {
-                cleanup(&listeners);
+                cleanup(&socket_files);
                 return Err(NbdError::Setup(e));
             }
         };
 
-        let mut unix_paths = Vec::new();
-        let mut tcp_addrs = Vec::new();
-        for l in &listeners {
-            match l {
-                Listener::Unix { path, .. } => unix_paths.push(path.clone()),
-                Listener::Tcp { addr, .. } => tcp_addrs.push(*addr),
-            }
-        }
+        let tcp_addrs = listeners
+            .iter()
+            .filter_map(|l| match l {
+                Listener::Tcp { addr, .. } => Some(*addr),
+                Listener::Unix { .. } => None,
+            })
+            .collect();
 
         let shared = Arc::new(Shared {
             exports,
@@ -168,21 +170,27 @@ impl NbdServerBuilder {
             .spawn(move || accept_loop(acceptor_shared, listeners, wake_rx));
         let acceptor = match acceptor {
             Ok(h) => h,
-            Err(e) => return Err(NbdError::Spawn(e)),
+            Err(e) => {
+                cleanup(&socket_files);
+                return Err(NbdError::Spawn(e));
+            }
         };
-        for p in &unix_paths {
-            log::info!("NBD server listening on {}", p.display());
-        }
-        for a in &tcp_addrs {
-            log::info!("NBD server listening on {a}");
-        }
-        Ok(NbdServer {
+        let unix_paths = socket_files.iter().map(|f| f.path.clone()).collect();
+        let server = NbdServer {
             shared,
             unix_paths,
+            socket_files,
             tcp_addrs,
             waker: Some(wake_tx),
             acceptor: Some(acceptor),
-        })
+        };
+        for p in &server.unix_paths {
+            log::info!("NBD server listening on {}", p.display());
+        }
+        for a in &server.tcp_addrs {
+            log::info!("NBD server listening on {a}");
+        }
+        Ok(server)
     }
 }
 
@@ -216,9 +224,10 @@ struct Shared {
 pub struct NbdServer {
     shared: Arc<Shared>,
     unix_paths: Vec<PathBuf>,
+    socket_files: Vec<SocketFile>,
     tcp_addrs: Vec<SocketAddr>,
     waker: Option<UnixStream>,
-    acceptor: Option<JoinHandle<Vec<Listener>>>,
+    acceptor: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for NbdServer {
@@ -295,13 +304,9 @@ impl NbdServer {
         if let Some(mut waker) = self.waker.take() {
             let _ = waker.write_all(&[1]);
         }
-        let listeners = match acceptor.join() {
-            Ok(listeners) => listeners,
-            Err(_) => {
-                log::error!("NBD accept thread panicked");
-                Vec::new()
-            }
-        };
+        if acceptor.join().is_err() {
+            log::error!("NBD accept thread panicked");
+        }
 
         // No new connections from here on. Stop reading requests: each connection
         // finishes and answers the one it is on, then sees end-of-file.
@@ -323,10 +328,7 @@ impl NbdServer {
                 log::error!("NBD connection thread panicked");
             }
         }
-        for l in &listeners {
-            l.remove_socket_file();
-        }
-        drop(listeners);
+        self.socket_files.iter().for_each(SocketFile::remove);
         log::info!("NBD server stopped");
     }
 }
@@ -342,7 +344,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Waits for connections on every listener until woken through `wake`.
-fn accept_loop(shared: Arc<Shared>, listeners: Vec<Listener>, wake: UnixStream) -> Vec<Listener> {
+fn accept_loop(shared: Arc<Shared>, listeners: Vec<Listener>, wake: UnixStream) {
     let mut fds: Vec<_> = listeners.iter().map(|l| l.as_raw_fd()).collect();
     fds.push(wake.as_raw_fd());
     let mut next_id = 0u64;
@@ -376,7 +378,6 @@ fn accept_loop(shared: Arc<Shared>, listeners: Vec<Listener>, wake: UnixStream) 
             }
         }
     }
-    listeners
 }
 
 fn start_connection(shared: &Arc<Shared>, stream: Stream, peer: String, id: u64) {
