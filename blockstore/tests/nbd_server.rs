@@ -128,6 +128,26 @@ impl Client {
         (error, out)
     }
 
+    /// A read that reports a broken connection instead of panicking.
+    fn try_read(&mut self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        self.cookie += 1;
+        let req = Request {
+            flags: 0,
+            kind: CMD_READ,
+            cookie: self.cookie,
+            offset,
+            length: len as u32,
+        };
+        self.s.write_all(&req.encode())?;
+        let mut head = [0u8; 16];
+        self.s.read_exact(&mut head)?;
+        assert_eq!(head[..4], SIMPLE_REPLY_MAGIC.to_be_bytes());
+        assert_eq!(head[4..8], [0; 4]);
+        let mut out = vec![0; len];
+        self.s.read_exact(&mut out)?;
+        Ok(out)
+    }
+
     fn read(&mut self, offset: u64, len: usize) -> Vec<u8> {
         let (err, data) = self.request(CMD_READ, offset, &[], len);
         assert_eq!(err, 0);
@@ -351,6 +371,40 @@ fn shutdown_ends_idle_clients_promptly() {
     assert!(tcp_idle.closed_within(Duration::from_secs(2)));
     assert!(greeting_only.closed_within(Duration::from_secs(2)));
     assert!(!path.exists());
+}
+
+#[test]
+fn shutdown_during_traffic() {
+    let s = NbdServer::builder()
+        .export("a", mem(8 << 20))
+        .tcp("127.0.0.1:0".parse().unwrap())
+        .start()
+        .unwrap();
+    let addr = s.tcp_addrs()[0];
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = Client::tcp(addr);
+            assert_eq!(c.go("a"), Ok(8 << 20));
+            thread::spawn(move || {
+                let mut served = 0u64;
+                while c.try_read(0, 1 << 20).is_ok() {
+                    served += 1;
+                }
+                served
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    s.shutdown();
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    for t in busy {
+        assert!(t.join().unwrap() > 0);
+    }
 }
 
 #[test]
