@@ -36,6 +36,13 @@
 //!   (see [`NbdExport`] for the mapping). Input the protocol cannot recover from (bad
 //!   magic, unknown client flags, an unknown name in `NBD_OPT_EXPORT_NAME`) closes that
 //!   connection only.
+//! - Limits: option data up to 64 KiB is read (longer options are skipped, up to 16 MiB,
+//!   and answered `NBD_REP_ERR_TOO_BIG`), names up to 4096 bytes, 10,000 options per
+//!   handshake, one deadline for the whole handshake (30 s by default), 128 connections
+//!   at once by default.
+//! - Access: NBD has no authentication. TCP listeners must be loopback unless remote
+//!   clients are allowed explicitly; a Unix socket is as reachable as its directory
+//!   lets it be (the file gets the process umask).
 
 mod connection;
 mod error;
