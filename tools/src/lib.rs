@@ -4,3 +4,4 @@ pub mod api_client;
 pub mod bench;
 pub mod ctl;
 pub mod guest_run;
+pub mod volume_cli;
