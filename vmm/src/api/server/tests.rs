@@ -363,6 +363,10 @@ fn unknown_paths_and_wrong_methods() {
 
     let response = fixture.request("DELETE", "/drives/root", None);
     assert_eq!(response.status, 405);
+    assert_eq!(response.header("allow"), Some("GET, PATCH, PUT"));
+
+    let response = fixture.request("DELETE", "/drives/root/snapshots/s1", None);
+    assert_eq!(response.status, 405);
     assert_eq!(response.header("allow"), Some("PUT"));
 
     let response = fixture.request("GET", "/machine-config?verbose=1", None);
