@@ -151,7 +151,7 @@ pub struct DriveAdd {
     #[arg(long, conflicts_with = "volume")]
     pub direct: bool,
     /// I/O limits from the start.
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = LIMITS_HEADING)]
     pub limits: LimitArgs,
 }
 
@@ -174,6 +174,10 @@ pub struct DriveResize {
 
 /// `drive limits`: give some limits, or --none.
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "reprisectl drive limits <ID> <--iops ...|--read-iops ...|\
+    --write-iops ...|--bps ...|--read-bps ...|--write-bps ...|--none>"
+)]
 #[command(group(
     ArgGroup::new("any_limit")
         .args(["iops", "read_iops", "write_iops", "bps", "read_bps", "write_bps", "none"])
@@ -184,12 +188,15 @@ pub struct DriveLimits {
     /// Drive identifier.
     pub id: String,
     /// The new limits.
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = LIMITS_HEADING)]
     pub limits: LimitArgs,
     /// Remove every limit.
     #[arg(long, conflicts_with_all = LIMIT_FLAGS)]
     pub none: bool,
 }
+
+/// Help heading of the limit flags.
+const LIMITS_HEADING: &str = "I/O limits (token buckets; BURST defaults to one second's worth)";
 
 /// The ids of the limit flags of [`LimitArgs`].
 const LIMIT_FLAGS: [&str; 6] = [
@@ -222,7 +229,8 @@ pub struct LimitArgs {
     /// Write operations per second (discards count as writes).
     #[arg(long, value_name = "RATE[:BURST]", value_parser = parse_ops_rate)]
     pub write_iops: Option<Rate>,
-    /// Bytes per second, reads and writes together, e.g. 10M or 10M:20M.
+    /// Bytes per second, reads and writes together; K, M, G, T multiply by powers of 1024,
+    /// e.g. 10M or 10M:20M.
     #[arg(long, value_name = "RATE[:BURST]", value_parser = parse_byte_rate)]
     pub bps: Option<Rate>,
     /// Bytes read per second.
