@@ -17,8 +17,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use vmm::api::routes::{ActionType, InstanceAction, VmStateChange, VmStatePatch};
-use vmm::api::InstanceInfo;
-use vmm::config::{BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig, VmConfig};
+use vmm::api::{DriveSnapshot, DriveStatus, InstanceInfo};
+use vmm::config::{
+    BootSource, DriveConfig, DrivePatch, MachineConfig, NetConfig, SerialConfig, VmConfig,
+};
 
 /// How long one exchange may take, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -244,14 +246,7 @@ impl Client {
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str, what: &'static str) -> Result<T, ClientError> {
-        let value = self.call("GET", path, None)?.ok_or(ClientError::Decode {
-            what,
-            detail: "the response has no body".into(),
-        })?;
-        serde_json::from_value(value).map_err(|e| ClientError::Decode {
-            what,
-            detail: e.to_string(),
-        })
+        decode(self.call("GET", path, None)?, what)
     }
 
     fn send<T: Serialize>(&self, method: &str, path: &str, body: &T) -> Result<(), ClientError> {
@@ -289,10 +284,30 @@ impl Client {
 
     /// `PUT /drives/{drive_id}`.
     pub fn put_drive(&self, drive: &DriveConfig) -> Result<(), ClientError> {
-        self.send(
-            "PUT",
-            &format!("/drives/{}", encode_path_segment(&drive.drive_id)),
-            drive,
+        self.send("PUT", &drive_path(&drive.drive_id), drive)
+    }
+
+    /// `GET /drives/{drive_id}`.
+    pub fn drive_status(&self, drive_id: &str) -> Result<DriveStatus, ClientError> {
+        self.get(&drive_path(drive_id), "drive status")
+    }
+
+    /// `PATCH /drives/{drive_id}`: resize and/or change the I/O limits.
+    pub fn patch_drive(&self, patch: &DrivePatch) -> Result<(), ClientError> {
+        self.send("PATCH", &drive_path(&patch.drive_id), patch)
+    }
+
+    /// `PUT /drives/{drive_id}/snapshots/{snapshot_name}` (with no body).
+    pub fn snapshot_drive(&self, drive_id: &str, name: &str) -> Result<DriveSnapshot, ClientError> {
+        let value = self.call("PUT", &snapshot_path(drive_id, name), None)?;
+        decode(value, "drive snapshot")
+    }
+
+    /// `GET /drives/{drive_id}/snapshots`.
+    pub fn drive_snapshots(&self, drive_id: &str) -> Result<Vec<DriveSnapshot>, ClientError> {
+        self.get(
+            &format!("{}/snapshots", drive_path(drive_id)),
+            "list of drive snapshots",
         )
     }
 
@@ -319,6 +334,32 @@ impl Client {
     pub fn set_vm_state(&self, state: VmStateChange) -> Result<(), ClientError> {
         self.send("PATCH", "/vm", &VmStatePatch { state })
     }
+}
+
+/// Decodes the body of a successful response as a `T`, described as `what` in errors.
+fn decode<T: DeserializeOwned>(value: Option<Value>, what: &'static str) -> Result<T, ClientError> {
+    let value = value.ok_or(ClientError::Decode {
+        what,
+        detail: "the response has no body".into(),
+    })?;
+    serde_json::from_value(value).map_err(|e| ClientError::Decode {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+/// `/drives/{drive_id}`, encoded.
+pub fn drive_path(drive_id: &str) -> String {
+    format!("/drives/{}", encode_path_segment(drive_id))
+}
+
+/// `/drives/{drive_id}/snapshots/{name}`, encoded.
+pub fn snapshot_path(drive_id: &str, name: &str) -> String {
+    format!(
+        "{}/snapshots/{}",
+        drive_path(drive_id),
+        encode_path_segment(name)
+    )
 }
 
 /// The `fault_message` of an error response, or a description of the body if it has none.
@@ -358,6 +399,13 @@ mod tests {
         assert_eq!(encode_path_segment("root_1-a.b~"), "root_1-a.b~");
         assert_eq!(encode_path_segment("a b/c%"), "a%20b%2Fc%25");
         assert_eq!(encode_path_segment("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn drive_paths_are_encoded() {
+        assert_eq!(drive_path("root"), "/drives/root");
+        assert_eq!(drive_path("a/b"), "/drives/a%2Fb");
+        assert_eq!(snapshot_path("a b", "v1.0"), "/drives/a%20b/snapshots/v1.0");
     }
 
     #[test]

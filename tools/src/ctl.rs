@@ -3,17 +3,24 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use vmm::api::routes::{ActionType, VmStateChange};
-use vmm::config::{BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig};
+use vmm::config::{BootSource, DriveConfig, DrivePatch, MachineConfig, NetConfig, SerialConfig};
 
-use crate::api_client::{Client, ClientError};
+use crate::api_client::{drive_path, Client, ClientError};
 
 mod args;
 mod show;
 
-pub use args::{Cli, Command, DriveAdd, DriveCommand, NetAdd, NetCommand, SOCK_ENV};
-pub use show::{config_summary, state_name, status_line};
+pub use args::{
+    parse_byte_rate, parse_disk_size, parse_ops_rate, parse_size, Cli, Command, DriveAdd,
+    DriveCommand, DriveLimits, DriveResize, LimitArgs, NetAdd, NetCommand, Rate, SOCK_ENV,
+};
+pub use show::{
+    bytes_text, config_summary, drive_status_text, limits_text, snapshot_line, snapshots_text,
+    state_name, status_line, utc_time,
+};
 
 /// Why a `reprisectl` command failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +47,9 @@ pub enum CtlError {
         /// What was wrong.
         detail: String,
     },
+    /// The I/O limits given cannot be expressed to the API.
+    #[error("invalid I/O limits: {0}")]
+    Limits(String),
     /// Output could not be written.
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),
@@ -86,14 +96,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             boot_args: args,
             initrd_path: initrd.as_deref().map(absolute).transpose()?,
         })?),
-        Command::Drive(DriveCommand::Add(drive)) => Ok(client.put_drive(&DriveConfig {
-            drive_id: drive.id,
-            path_on_host: Some(absolute(&drive.path)?),
-            volume_path: None,
-            is_read_only: drive.read_only,
-            io_direct: drive.direct,
-            limits: None,
-        })?),
+        Command::Drive(command) => drive(&client, command, out),
         Command::Net(NetCommand::Add(net)) => Ok(client.put_net(&NetConfig {
             iface_id: net.id,
             host_dev_name: net.tap,
@@ -112,6 +115,82 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             }
         }
     }
+}
+
+/// Runs a `drive` subcommand.
+fn drive(client: &Client, command: DriveCommand, out: &mut dyn Write) -> Result<(), CtlError> {
+    match command {
+        DriveCommand::Add(add) => {
+            let path = absolute(&add.path)?;
+            let (path_on_host, volume_path) = if add.volume {
+                (None, Some(path))
+            } else {
+                (Some(path), None)
+            };
+            let limits = if add.limits.is_empty() {
+                None
+            } else {
+                Some(limits(&add.limits)?)
+            };
+            Ok(client.put_drive(&DriveConfig {
+                drive_id: add.id,
+                path_on_host,
+                volume_path,
+                is_read_only: add.read_only,
+                io_direct: add.direct,
+                limits,
+            })?)
+        }
+        DriveCommand::Status { id, json } => {
+            if json {
+                print_json(out, &client.call("GET", &drive_path(&id), None)?)
+            } else {
+                print_line(out, &drive_status_text(&client.drive_status(&id)?))
+            }
+        }
+        DriveCommand::Resize(resize) => Ok(client.patch_drive(&DrivePatch {
+            drive_id: resize.id,
+            size_bytes: Some(resize.size),
+            allow_shrink: resize.allow_shrink,
+            discard_data: resize.discard_data,
+            limits: None,
+        })?),
+        DriveCommand::Limits(set) => Ok(client.patch_drive(&DrivePatch {
+            drive_id: set.id,
+            size_bytes: None,
+            allow_shrink: false,
+            discard_data: false,
+            // `--none` leaves the flags empty, which is `{}`: no limits.
+            limits: Some(limits(&set.limits)?),
+        })?),
+        DriveCommand::Snapshot { id, name, json } => {
+            let snapshot = client.snapshot_drive(&id, &name)?;
+            if json {
+                print_json(out, &serde_json::to_value(&snapshot).ok())
+            } else {
+                let line = format!(
+                    "drive {id}: snapshot {}, {}, taken {}",
+                    snapshot.name,
+                    bytes_text(snapshot.size_bytes),
+                    utc_time(snapshot.created)
+                );
+                print_line(out, &line)
+            }
+        }
+        DriveCommand::Snapshots { id, json } => {
+            if json {
+                let path = format!("{}/snapshots", drive_path(&id));
+                print_json(out, &client.call("GET", &path, None)?)
+            } else {
+                print_line(out, &snapshots_text(&id, &client.drive_snapshots(&id)?))
+            }
+        }
+    }
+}
+
+/// The API's `Limits` for the limit flags given.
+fn limits<T: DeserializeOwned>(args: &LimitArgs) -> Result<T, CtlError> {
+    serde_json::from_value(args.to_json()).map_err(|e| CtlError::Limits(e.to_string()))
 }
 
 /// Makes a path given on the command line absolute, since the VMM's working directory is

@@ -7,12 +7,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
-use common::{Call, Fixture, TempDir};
+use common::{Call, Fixture, TempDir, COUNTERS, DRIVE_SIZE, FIRST_SNAPSHOT_TIME};
 use reprise_tools::api_client::{request, request_raw, Client, ClientError};
 use serde_json::json;
 use vmm::api::routes::{ActionType, VmStateChange};
-use vmm::api::VmState;
-use vmm::config::{DriveConfig, MachineConfig};
+use vmm::api::{DriveSnapshot, VmState};
+use vmm::config::{DriveConfig, DrivePatch, MachineConfig};
 
 #[test]
 fn raw_requests_return_status_and_body() {
@@ -80,9 +80,11 @@ fn typed_calls_drive_the_whole_lifecycle() {
     assert_eq!(client.machine_config().unwrap(), machine);
     let drive = DriveConfig {
         drive_id: "odd id/1".into(),
-        path_on_host: PathBuf::from("/img"),
+        path_on_host: Some(PathBuf::from("/img")),
+        volume_path: None,
         is_read_only: false,
         io_direct: false,
+        limits: None,
     };
     client.put_drive(&drive).unwrap();
     assert_eq!(client.vm_config().unwrap().drives, vec![drive.clone()]);
@@ -192,4 +194,76 @@ fn error_answers_without_a_fault_message_are_described() {
         "{error}"
     );
     assert!(error.to_string().contains("no explanation"));
+}
+
+#[test]
+fn typed_drive_calls() {
+    let fixture = Fixture::new();
+    let client = Client::new(&fixture.sock);
+    let drive: DriveConfig = serde_json::from_value(json!({
+        "drive_id": "vol 1",
+        "volume_path": "/store/volumes/v1",
+        "limits": {"read_bps": {"rate": 1048576, "burst": 2097152}}
+    }))
+    .unwrap();
+    client.put_drive(&drive).unwrap();
+    let status = client.drive_status("vol 1").unwrap();
+    assert_eq!(status.backend, "volume");
+    assert_eq!(status.path, "/store/volumes/v1");
+    assert_eq!(status.capacity_bytes, DRIVE_SIZE);
+    assert_eq!(Some(status.limits), drive.limits);
+    assert_eq!(status.counters, None);
+
+    let error = client.drive_snapshots("vol 1").unwrap_err();
+    assert!(
+        matches!(error, ClientError::Api { status: 409, .. }),
+        "{error}"
+    );
+    client.action(ActionType::InstanceStart).unwrap();
+    assert_eq!(
+        client.drive_status("vol 1").unwrap().counters,
+        Some(COUNTERS)
+    );
+
+    let patch = DrivePatch {
+        drive_id: "vol 1".into(),
+        size_bytes: Some(DRIVE_SIZE * 2),
+        allow_shrink: false,
+        discard_data: false,
+        limits: Some(Default::default()),
+    };
+    client.patch_drive(&patch).unwrap();
+    let status = client.drive_status("vol 1").unwrap();
+    assert_eq!(status.capacity_bytes, DRIVE_SIZE * 2);
+    assert!(status.limits.is_unlimited());
+
+    let snapshot = client.snapshot_drive("vol 1", "first").unwrap();
+    assert_eq!(
+        snapshot,
+        DriveSnapshot {
+            name: "first".into(),
+            created: FIRST_SNAPSHOT_TIME,
+            size_bytes: DRIVE_SIZE * 2,
+        }
+    );
+    assert_eq!(client.drive_snapshots("vol 1").unwrap(), vec![snapshot]);
+    let error = client.snapshot_drive("vol 1", ".x").unwrap_err();
+    assert!(
+        matches!(error, ClientError::Api { status: 400, .. }),
+        "{error}"
+    );
+    let error = client.drive_status("nope").unwrap_err();
+    assert!(
+        matches!(error, ClientError::Api { status: 404, .. }),
+        "{error}"
+    );
+
+    assert_eq!(
+        fixture.mock.calls()[1..],
+        [
+            Call::Start,
+            Call::PatchDrive(patch),
+            Call::SnapshotDrive("vol 1".into(), "first".into()),
+        ]
+    );
 }

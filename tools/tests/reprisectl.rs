@@ -122,9 +122,11 @@ fn configure_start_pause_resume_stop() {
         calls[2],
         Call::Drive(DriveConfig {
             drive_id: "root".into(),
-            path_on_host: PathBuf::from("/img/root.raw"),
+            path_on_host: Some(PathBuf::from("/img/root.raw")),
+            volume_path: None,
             is_read_only: true,
             io_direct: true,
+            limits: None,
         })
     );
     assert_eq!(
@@ -299,4 +301,276 @@ fn usage_errors_exit_2() {
         );
     }
     assert!(fixture.mock.calls().is_empty());
+}
+
+/// Runs a command that must fail with `code` and returns its standard error.
+fn fails(fixture: &Fixture, code: i32, args: &[&str]) -> String {
+    let output = reprisectl(Some(&fixture.sock), args);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "reprisectl {args:?}: {}",
+        stderr(&output)
+    );
+    assert!(stdout(&output).is_empty(), "{args:?}");
+    stderr(&output)
+}
+
+#[test]
+fn drive_add_volumes_and_limits() {
+    let fixture = Fixture::new();
+    ok(
+        &fixture,
+        &[
+            "drive",
+            "add",
+            "data",
+            "vol/data",
+            "--volume",
+            "--iops",
+            "100:10",
+            "--read-iops",
+            "80",
+            "--write-iops",
+            "20:40",
+            "--bps",
+            "8M:16M",
+            "--read-bps",
+            "4M",
+            "--write-bps",
+            "2048K",
+        ],
+    );
+    ok(&fixture, &["drive", "add", "root", "/img/root.raw"]);
+    let cwd = std::env::current_dir().unwrap();
+    let calls = fixture.mock.calls();
+    let Call::Drive(data) = &calls[0] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(data.path_on_host, None);
+    assert_eq!(data.volume_path, Some(cwd.join("vol/data")));
+    assert!(!data.io_direct && !data.is_read_only);
+    assert_eq!(
+        serde_json::to_value(data.limits).unwrap(),
+        json!({
+            "iops": {"rate": 100, "burst": 10},
+            "read_iops": {"rate": 80, "burst": 0},
+            "write_iops": {"rate": 20, "burst": 40},
+            "bps": {"rate": 8 << 20, "burst": 16 << 20},
+            "read_bps": {"rate": 4 << 20, "burst": 0},
+            "write_bps": {"rate": 2 << 20, "burst": 0},
+        })
+    );
+    assert_eq!(
+        calls[1],
+        Call::Drive(DriveConfig {
+            drive_id: "root".into(),
+            path_on_host: Some(PathBuf::from("/img/root.raw")),
+            volume_path: None,
+            is_read_only: false,
+            io_direct: false,
+            limits: None,
+        })
+    );
+    let summary = ok(&fixture, &["config"]);
+    let volume = cwd.join("vol/data");
+    assert!(
+        summary.contains(&format!(
+            "drive data: volume {} (limits iops 100/s burst 10, read_iops 80/s, \
+             write_iops 20/s burst 40, bps 8 MiB/s burst 16 MiB, read_bps 4 MiB/s, \
+             write_bps 2 MiB/s)\n",
+            volume.display()
+        )),
+        "{summary}"
+    );
+    assert!(summary.contains("drive root: /img/root.raw\n"), "{summary}");
+
+    for args in [
+        &["drive", "add", "d", "/v", "--volume", "--direct"][..],
+        &["drive", "add", "d", "/i", "--iops", "0"],
+        &["drive", "add", "d", "/i", "--bps", "1X"],
+        &["drive", "add", "d", "/i", "--iops", "1K"],
+    ] {
+        fails(&fixture, 2, args);
+    }
+    assert_eq!(fixture.mock.calls().len(), 2);
+}
+
+#[test]
+fn drive_status_summaries_and_json() {
+    let fixture = Fixture::new();
+    ok(
+        &fixture,
+        &[
+            "drive",
+            "add",
+            "root",
+            "/img/root.raw",
+            "--read-only",
+            "--iops",
+            "50",
+        ],
+    );
+    assert_eq!(
+        ok(&fixture, &["drive", "status", "root"]),
+        "drive root: raw /img/root.raw, 1 GiB (1073741824 bytes), read-only\n\
+         limits: iops 50/s\n\
+         counters: none (the VM has not started)\n"
+    );
+    ok(&fixture, &["start"]);
+    let status: Value =
+        serde_json::from_str(&ok(&fixture, &["drive", "status", "root", "--json"])).unwrap();
+    assert_eq!(status["backend"], json!("raw"));
+    assert_eq!(status["limits"], json!({"iops": {"rate": 50, "burst": 0}}));
+    assert_eq!(status["counters"]["requests"], json!(10));
+    let text = ok(&fixture, &["drive", "status", "root"]);
+    assert!(
+        text.ends_with(
+            "counters: 10 requests (6 reads, 4 writes), 24576 bytes read, 16384 bytes written, \
+             0 I/O errors, throttled 2 times\n"
+        ),
+        "{text}"
+    );
+
+    let message = fails(&fixture, 1, &["drive", "status", "nope"]);
+    assert_eq!(message, "error: there is no drive `nope` (HTTP 404)\n");
+}
+
+#[test]
+fn drive_resize_and_limits() {
+    let fixture = Fixture::new();
+    ok(&fixture, &["drive", "add", "root", "/img/root.raw"]);
+    let message = fails(&fixture, 1, &["drive", "resize", "root", "2G"]);
+    assert!(message.ends_with("(HTTP 409)\n"), "{message}");
+
+    ok(
+        &fixture,
+        &["drive", "limits", "root", "--write-bps", "1M:4M"],
+    );
+    assert!(ok(&fixture, &["drive", "status", "root"])
+        .contains("limits: write_bps 1 MiB/s burst 4 MiB\n"));
+
+    ok(&fixture, &["start"]);
+    assert_eq!(ok(&fixture, &["drive", "resize", "root", "2G"]), "");
+    assert!(ok(&fixture, &["drive", "status", "root"]).contains(", 2 GiB (2147483648 bytes),"));
+    let message = fails(&fixture, 1, &["drive", "resize", "root", "1M"]);
+    assert!(
+        message.contains("allow_shrink") && message.ends_with("(HTTP 400)\n"),
+        "{message}"
+    );
+    ok(
+        &fixture,
+        &[
+            "drive",
+            "resize",
+            "root",
+            "1M",
+            "--allow-shrink",
+            "--discard-data",
+        ],
+    );
+    ok(&fixture, &["drive", "limits", "root", "--iops", "7"]);
+    assert!(ok(&fixture, &["drive", "status", "root"]).contains("limits: iops 7/s\n"));
+    ok(&fixture, &["drive", "limits", "root", "--none"]);
+    assert!(ok(&fixture, &["drive", "status", "root"]).contains("limits: none\n"));
+
+    let patches: Vec<Value> = fixture
+        .mock
+        .calls()
+        .into_iter()
+        .filter_map(|call| match call {
+            Call::PatchDrive(patch) => Some(serde_json::to_value(patch).unwrap()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        patches,
+        [
+            json!({"drive_id": "root", "size_bytes": 2u64 << 30, "allow_shrink": false, "discard_data": false}),
+            json!({"drive_id": "root", "allow_shrink": false, "discard_data": false,
+                   "limits": {"write_bps": {"rate": 1 << 20, "burst": 4 << 20}}}),
+            json!({"drive_id": "root", "size_bytes": 2u64 << 30, "allow_shrink": false, "discard_data": false}),
+            json!({"drive_id": "root", "size_bytes": 1 << 20, "allow_shrink": false, "discard_data": false}),
+            json!({"drive_id": "root", "size_bytes": 1 << 20, "allow_shrink": true, "discard_data": true}),
+            json!({"drive_id": "root", "allow_shrink": false, "discard_data": false,
+                   "limits": {"iops": {"rate": 7}}}),
+            json!({"drive_id": "root", "allow_shrink": false, "discard_data": false, "limits": {}}),
+        ]
+        .map(|mut patch| {
+            // The mock records the decoded patch: buckets carry their (default) burst.
+            if let Some(iops) = patch.pointer_mut("/limits/iops") {
+                iops["burst"] = json!(0);
+            }
+            patch
+        })
+    );
+
+    let calls = fixture.mock.calls().len();
+    for args in [
+        &["drive", "limits", "root"][..],
+        &["drive", "limits", "root", "--none", "--iops", "1"],
+        &["drive", "resize", "root", "1000"],
+        &["drive", "resize", "root", "1G", "--discard-data"],
+        &["drive", "resize", "root", "1.5G"],
+    ] {
+        fails(&fixture, 2, args);
+    }
+    assert_eq!(fixture.mock.calls().len(), calls, "nothing was sent");
+}
+
+#[test]
+fn drive_snapshots() {
+    let fixture = Fixture::new();
+    ok(
+        &fixture,
+        &["drive", "add", "data", "/store/volumes/data", "--volume"],
+    );
+    ok(&fixture, &["drive", "add", "root", "/img/root.raw"]);
+    let message = fails(&fixture, 1, &["drive", "snapshot", "data", "base"]);
+    assert!(message.ends_with("(HTTP 409)\n"), "{message}");
+
+    ok(&fixture, &["start"]);
+    assert_eq!(
+        ok(&fixture, &["drive", "snapshots", "data"]),
+        "drive data has no snapshots\n"
+    );
+    assert_eq!(
+        ok(&fixture, &["drive", "snapshot", "data", "base"]),
+        "drive data: snapshot base, 1 GiB, taken 2023-11-14T22:13:20Z\n"
+    );
+    let second: Value = serde_json::from_str(&ok(
+        &fixture,
+        &["drive", "snapshot", "data", "v1.0", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(
+        second,
+        json!({"name": "v1.0", "created": 1_700_000_001, "size_bytes": 1 << 30})
+    );
+    assert_eq!(
+        ok(&fixture, &["drive", "snapshots", "data"]),
+        "base: 1 GiB, taken 2023-11-14T22:13:20Z\n\
+         v1.0: 1 GiB, taken 2023-11-14T22:13:21Z\n"
+    );
+    let list: Value =
+        serde_json::from_str(&ok(&fixture, &["drive", "snapshots", "data", "--json"])).unwrap();
+    assert_eq!(list[1], second);
+    assert_eq!(list.as_array().map(Vec::len), Some(2));
+
+    let message = fails(&fixture, 1, &["drive", "snapshot", "data", "base"]);
+    assert!(
+        message.contains("already") && message.ends_with("(HTTP 400)\n"),
+        "{message}"
+    );
+    let message = fails(&fixture, 1, &["drive", "snapshot", "root", "s"]);
+    assert!(message.contains("raw image"), "{message}");
+    let message = fails(&fixture, 1, &["drive", "snapshots", "nope"]);
+    assert!(message.ends_with("(HTTP 404)\n"), "{message}");
+
+    let calls = fixture.mock.calls().len();
+    for name in [".hidden", "a/b", "a b", ""] {
+        let message = fails(&fixture, 2, &["drive", "snapshot", "data", name]);
+        assert!(message.contains("snapshot name"), "{name:?}: {message}");
+    }
+    assert_eq!(fixture.mock.calls().len(), calls, "nothing was sent");
 }

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use serde_json::{json, Map, Value};
 
 /// Environment variable naming the API socket when `--sock` is not given.
 pub const SOCK_ENV: &str = "REPRISE_API_SOCK";
@@ -96,8 +97,40 @@ pub enum Command {
 /// `drive` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DriveCommand {
-    /// Add or replace a block device backed by a raw image (before start).
+    /// Add or replace a block device backed by a raw image or, with --volume, a block-store
+    /// volume (before start).
     Add(DriveAdd),
+    /// Show a drive's backend, size, I/O limits and counters (GET /drives/ID).
+    Status {
+        /// Drive identifier.
+        id: String,
+        /// Print the API's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a drive's size while the VM runs; the guest is told at once.
+    Resize(DriveResize),
+    /// Replace a drive's I/O limits (all of them: limits not given are removed).
+    Limits(DriveLimits),
+    /// Take a snapshot of a drive's block-store volume while the VM runs, and show it.
+    Snapshot {
+        /// Drive identifier.
+        id: String,
+        /// Snapshot name: 1 to 64 characters from [A-Za-z0-9._-], not starting with `.`.
+        #[arg(value_parser = parse_snapshot_name)]
+        name: String,
+        /// Print the API's JSON instead of a summary line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the snapshots of a drive's block-store volume.
+    Snapshots {
+        /// Drive identifier.
+        id: String,
+        /// Print the API's JSON instead of one line per snapshot.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `drive add`.
@@ -105,14 +138,220 @@ pub enum DriveCommand {
 pub struct DriveAdd {
     /// Drive identifier.
     pub id: String,
-    /// Raw image file; a relative path is made absolute.
+    /// Raw image file, or with --volume a block-store volume directory
+    /// (`<store>/volumes/<name>`); a relative path is made absolute.
     pub path: PathBuf,
+    /// PATH is a block-store volume directory, not a raw image.
+    #[arg(long)]
+    pub volume: bool,
     /// Refuse guest writes.
     #[arg(long)]
     pub read_only: bool,
-    /// Open the image with O_DIRECT.
-    #[arg(long)]
+    /// Open the image with O_DIRECT (raw images only).
+    #[arg(long, conflicts_with = "volume")]
     pub direct: bool,
+    /// I/O limits from the start.
+    #[command(flatten, next_help_heading = LIMITS_HEADING)]
+    pub limits: LimitArgs,
+}
+
+/// `drive resize`.
+#[derive(Debug, Args)]
+pub struct DriveResize {
+    /// Drive identifier.
+    pub id: String,
+    /// New size in bytes, a multiple of 512; K, M, G and T (or KiB, MiB, GiB, TiB) multiply
+    /// by powers of 1024.
+    #[arg(value_parser = parse_disk_size)]
+    pub size: u64,
+    /// Permit a size smaller than the current one.
+    #[arg(long)]
+    pub allow_shrink: bool,
+    /// When shrinking, data beyond the new size may be dropped.
+    #[arg(long, requires = "allow_shrink")]
+    pub discard_data: bool,
+}
+
+/// `drive limits`: give some limits, or --none.
+#[derive(Debug, Args)]
+#[command(
+    override_usage = "reprisectl drive limits <ID> <--iops ...|--read-iops ...|\
+    --write-iops ...|--bps ...|--read-bps ...|--write-bps ...|--none>"
+)]
+#[command(group(
+    ArgGroup::new("any_limit")
+        .args(["iops", "read_iops", "write_iops", "bps", "read_bps", "write_bps", "none"])
+        .multiple(true)
+        .required(true)
+))]
+pub struct DriveLimits {
+    /// Drive identifier.
+    pub id: String,
+    /// The new limits.
+    #[command(flatten, next_help_heading = LIMITS_HEADING)]
+    pub limits: LimitArgs,
+    /// Remove every limit.
+    #[arg(long, conflicts_with_all = LIMIT_FLAGS)]
+    pub none: bool,
+}
+
+/// Help heading of the limit flags.
+const LIMITS_HEADING: &str = "I/O limits (token buckets; BURST defaults to one second's worth)";
+
+/// The ids of the limit flags of [`LimitArgs`].
+const LIMIT_FLAGS: [&str; 6] = [
+    "iops",
+    "read_iops",
+    "write_iops",
+    "bps",
+    "read_bps",
+    "write_bps",
+];
+
+/// A token bucket given on the command line: `RATE[:BURST]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Per second (> 0).
+    pub rate: u64,
+    /// Bucket size; `None` leaves it to the VMM (one second's worth).
+    pub burst: Option<u64>,
+}
+
+/// I/O limit flags. Byte rates and bursts take K, M, G and T suffixes (powers of 1024).
+#[derive(Debug, Clone, Default, Args)]
+pub struct LimitArgs {
+    /// Operations per second, reads and writes together.
+    #[arg(long, value_name = "RATE[:BURST]", value_parser = parse_ops_rate)]
+    pub iops: Option<Rate>,
+    /// Read operations per second.
+    #[arg(long, value_name = "RATE[:BURST]", value_parser = parse_ops_rate)]
+    pub read_iops: Option<Rate>,
+    /// Write operations per second (discards count as writes).
+    #[arg(long, value_name = "RATE[:BURST]", value_parser = parse_ops_rate)]
+    pub write_iops: Option<Rate>,
+    /// Bytes per second, reads and writes together; K, M, G, T multiply by powers of 1024,
+    /// e.g. 10M or 10M:20M.
+    #[arg(long, value_name = "RATE[:BURST]", value_parser = parse_byte_rate)]
+    pub bps: Option<Rate>,
+    /// Bytes read per second.
+    #[arg(long, value_name = "RATE[:BURST]", value_parser = parse_byte_rate)]
+    pub read_bps: Option<Rate>,
+    /// Bytes written per second.
+    #[arg(long, value_name = "RATE[:BURST]", value_parser = parse_byte_rate)]
+    pub write_bps: Option<Rate>,
+}
+
+impl LimitArgs {
+    fn fields(&self) -> [(&'static str, Option<Rate>); 6] {
+        [
+            ("iops", self.iops),
+            ("read_iops", self.read_iops),
+            ("write_iops", self.write_iops),
+            ("bps", self.bps),
+            ("read_bps", self.read_bps),
+            ("write_bps", self.write_bps),
+        ]
+    }
+
+    /// Whether no limit was given.
+    pub fn is_empty(&self) -> bool {
+        self.fields().iter().all(|(_, rate)| rate.is_none())
+    }
+
+    /// The limits as the API's `Limits` object (`{}` for none).
+    pub fn to_json(&self) -> Value {
+        let mut limits = Map::new();
+        for (name, rate) in self.fields() {
+            if let Some(Rate { rate, burst }) = rate {
+                let bucket = match burst {
+                    Some(burst) => json!({"rate": rate, "burst": burst}),
+                    None => json!({"rate": rate}),
+                };
+                limits.insert(name.to_string(), bucket);
+            }
+        }
+        Value::Object(limits)
+    }
+}
+
+/// Parses a count with an optional K, M, G or T suffix (also KiB, MiB, GiB, TiB; any case),
+/// each a power of 1024.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(digits);
+    if number.is_empty() {
+        return Err(format!("`{text}` is not a number (like 512, 64K or 10M)"));
+    }
+    let shift = match suffix.to_ascii_lowercase().as_str() {
+        "" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        "t" | "tib" => 40,
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown suffix `{suffix}`: use K, M, G or T (powers of 1024)"
+            ))
+        }
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is too large"))?;
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// Parses a disk size: [`parse_size`], positive and a multiple of 512.
+pub fn parse_disk_size(text: &str) -> Result<u64, String> {
+    let size = parse_size(text)?;
+    if size == 0 || !size.is_multiple_of(512) {
+        return Err(format!(
+            "{text} ({size} bytes) is not a positive multiple of 512 bytes"
+        ));
+    }
+    Ok(size)
+}
+
+fn parse_rate(text: &str, number: fn(&str) -> Result<u64, String>) -> Result<Rate, String> {
+    let (rate, burst) = match text.split_once(':') {
+        Some((rate, burst)) => (rate, Some(burst)),
+        None => (text, None),
+    };
+    let rate = number(rate)?;
+    if rate == 0 {
+        return Err("the rate must be at least 1 per second".to_string());
+    }
+    let burst = burst.map(number).transpose()?;
+    Ok(Rate { rate, burst })
+}
+
+/// Parses `RATE[:BURST]` of operations: plain numbers.
+pub fn parse_ops_rate(text: &str) -> Result<Rate, String> {
+    parse_rate(text, |n| {
+        n.parse()
+            .map_err(|_| format!("`{n}` is not a whole number of operations"))
+    })
+}
+
+/// Parses `RATE[:BURST]` of bytes: [`parse_size`] numbers.
+pub fn parse_byte_rate(text: &str) -> Result<Rate, String> {
+    parse_rate(text, parse_size)
+}
+
+/// Checks a snapshot name as the API does.
+pub fn parse_snapshot_name(text: &str) -> Result<String, String> {
+    if vmm::api::routes::is_valid_snapshot_name(text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "`{text}` is not a snapshot name: use 1 to {} characters from [A-Za-z0-9._-], \
+             not starting with `.`",
+            vmm::api::routes::MAX_SNAPSHOT_NAME_LEN
+        ))
+    }
 }
 
 /// `net` subcommands.
@@ -163,6 +402,173 @@ mod tests {
         assert!(parse(&["--socket", "/a"]).is_err());
         assert!(parse(&["--peer", "/b"]).is_err());
         assert!(parse(&["--tap", "t", "--socket", "/a", "--peer", "/b"]).is_err());
+    }
+
+    fn drive(args: &[&str]) -> Result<DriveCommand, clap::Error> {
+        let cli = Cli::try_parse_from([&["reprisectl", "drive"], args].concat())?;
+        match cli.command {
+            Command::Drive(command) => Ok(command),
+            other => panic!("not a drive command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("10M"), Ok(10 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+        assert_eq!(parse_size("16777215T"), Ok(16777215 << 40));
+        assert!(parse_size("16777216T").unwrap_err().contains("too large"));
+        assert!(parse_size("99999999999999999999")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("K").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("1.5G").unwrap_err().contains("suffix"));
+        assert!(parse_size("1KB").unwrap_err().contains("suffix"));
+        assert!(parse_size("1 K").is_err());
+
+        assert_eq!(parse_disk_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_disk_size("1536"), Ok(1536));
+        assert!(parse_disk_size("1000")
+            .unwrap_err()
+            .contains("multiple of 512"));
+        assert!(parse_disk_size("0").is_err());
+    }
+
+    #[test]
+    fn rates_and_bursts() {
+        assert_eq!(
+            parse_ops_rate("100"),
+            Ok(Rate {
+                rate: 100,
+                burst: None
+            })
+        );
+        assert_eq!(
+            parse_ops_rate("100:10"),
+            Ok(Rate {
+                rate: 100,
+                burst: Some(10)
+            })
+        );
+        assert!(parse_ops_rate("1K").is_err(), "operations take no suffix");
+        assert!(parse_ops_rate("0").unwrap_err().contains("at least 1"));
+        assert!(parse_ops_rate("5:").is_err());
+        assert!(parse_ops_rate(":5").is_err());
+        assert!(parse_ops_rate("1:2:3").is_err());
+        assert_eq!(
+            parse_byte_rate("10M:20M"),
+            Ok(Rate {
+                rate: 10 << 20,
+                burst: Some(20 << 20)
+            })
+        );
+        assert_eq!(
+            parse_byte_rate("4096:0"),
+            Ok(Rate {
+                rate: 4096,
+                burst: Some(0)
+            })
+        );
+    }
+
+    #[test]
+    fn drive_add_with_a_volume_and_limits() {
+        let DriveCommand::Add(add) = drive(&[
+            "add",
+            "data",
+            "/store/volumes/data",
+            "--volume",
+            "--iops",
+            "100:10",
+            "--write-bps",
+            "1M",
+        ])
+        .unwrap() else {
+            panic!("not add")
+        };
+        assert!(add.volume && !add.direct && !add.read_only);
+        assert_eq!(
+            add.limits.to_json(),
+            json!({"iops": {"rate": 100, "burst": 10}, "write_bps": {"rate": 1048576}})
+        );
+        let DriveCommand::Add(add) = drive(&["add", "root", "r.img"]).unwrap() else {
+            panic!("not add")
+        };
+        assert!(add.limits.is_empty());
+        assert_eq!(add.limits.to_json(), json!({}));
+        assert!(
+            drive(&["add", "d", "/v", "--volume", "--direct"]).is_err(),
+            "O_DIRECT is for raw images"
+        );
+        assert!(drive(&["add", "d", "/i", "--bps", "fast"]).is_err());
+        assert!(drive(&["add", "d"]).is_err());
+    }
+
+    #[test]
+    fn drive_limits_needs_limits_or_none() {
+        let DriveCommand::Limits(limits) =
+            drive(&["limits", "root", "--read-iops", "5", "--bps", "1G:2G"]).unwrap()
+        else {
+            panic!("not limits")
+        };
+        assert!(!limits.none);
+        assert_eq!(
+            limits.limits.to_json(),
+            json!({"read_iops": {"rate": 5}, "bps": {"rate": 1u64 << 30, "burst": 2u64 << 30}})
+        );
+        let DriveCommand::Limits(limits) = drive(&["limits", "root", "--none"]).unwrap() else {
+            panic!("not limits")
+        };
+        assert!(limits.none && limits.limits.is_empty());
+        assert!(drive(&["limits", "root"]).is_err(), "nothing to set");
+        assert!(drive(&["limits", "root", "--none", "--iops", "1"]).is_err());
+        assert!(drive(&["limits", "root", "--iops", "0"]).is_err());
+    }
+
+    #[test]
+    fn drive_resize_sizes_and_flags() {
+        let DriveCommand::Resize(resize) = drive(&["resize", "root", "2G"]).unwrap() else {
+            panic!("not resize")
+        };
+        assert_eq!(resize.size, 2 << 30);
+        assert!(!resize.allow_shrink && !resize.discard_data);
+        let DriveCommand::Resize(resize) =
+            drive(&["resize", "root", "512", "--allow-shrink", "--discard-data"]).unwrap()
+        else {
+            panic!("not resize")
+        };
+        assert_eq!(resize.size, 512);
+        assert!(resize.allow_shrink && resize.discard_data);
+        assert!(drive(&["resize", "root", "1G", "--discard-data"]).is_err());
+        assert!(drive(&["resize", "root", "1000"]).is_err());
+        assert!(drive(&["resize", "root"]).is_err());
+    }
+
+    #[test]
+    fn drive_snapshot_names_are_checked() {
+        assert!(matches!(
+            drive(&["snapshot", "data", "v1.0"]).unwrap(),
+            DriveCommand::Snapshot { name, json: false, .. } if name == "v1.0"
+        ));
+        for bad in [".hidden", "a/b", "a b", ""] {
+            assert!(drive(&["snapshot", "data", bad]).is_err(), "{bad:?}");
+        }
+        assert!(drive(&["snapshot", "data", &"x".repeat(65)]).is_err());
+        assert!(matches!(
+            drive(&["snapshots", "data", "--json"]).unwrap(),
+            DriveCommand::Snapshots { json: true, .. }
+        ));
+        assert!(matches!(
+            drive(&["status", "data"]).unwrap(),
+            DriveCommand::Status { json: false, .. }
+        ));
     }
 
     #[test]

@@ -3,13 +3,35 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vmm::api::server::{self, ApiServer};
-use vmm::api::{ApiError, InstanceInfo, VmState, VmmControl};
-use vmm::config::{BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig, VmConfig};
+use vmm::api::{
+    ApiError, DriveCounters, DriveSnapshot, DriveStatus, InstanceInfo, VmState, VmmControl,
+};
+use vmm::config::{
+    BootSource, DriveConfig, DrivePatch, MachineConfig, NetConfig, SerialConfig, VmConfig,
+};
+
+/// Size of every drive until it is resized (1 GiB).
+pub const DRIVE_SIZE: u64 = 1 << 30;
+
+/// `created` of the first snapshot; each later one is a second later.
+pub const FIRST_SNAPSHOT_TIME: u64 = 1_700_000_000;
+
+/// The counters every drive reports once the VM has started.
+pub const COUNTERS: DriveCounters = DriveCounters {
+    requests: 10,
+    read_requests: 6,
+    write_requests: 4,
+    read_bytes: 24576,
+    write_bytes: 16384,
+    io_errors: 0,
+    throttled: 2,
+};
 
 /// A call the mock received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +41,8 @@ pub enum Call {
     Drive(DriveConfig),
     Net(NetConfig),
     Serial(SerialConfig),
+    PatchDrive(DrivePatch),
+    SnapshotDrive(String, String),
     Start,
     Stop,
     Pause,
@@ -30,6 +54,43 @@ struct Inner {
     calls: Vec<Call>,
     state: Option<VmState>,
     config: VmConfig,
+    sizes: BTreeMap<String, u64>,
+    snapshots: BTreeMap<String, Vec<DriveSnapshot>>,
+    taken: u64,
+}
+
+impl Inner {
+    fn state(&self) -> VmState {
+        self.state.unwrap_or(VmState::NotStarted)
+    }
+
+    fn drive(&self, drive_id: &str) -> Result<&DriveConfig, ApiError> {
+        self.config
+            .drives
+            .iter()
+            .find(|d| d.drive_id == drive_id)
+            .ok_or_else(|| ApiError::not_found(format!("there is no drive `{drive_id}`")))
+    }
+
+    fn size(&self, drive_id: &str) -> u64 {
+        self.sizes.get(drive_id).copied().unwrap_or(DRIVE_SIZE)
+    }
+
+    /// Snapshots need a volume and a started VM.
+    fn running_volume(&self, drive_id: &str) -> Result<(), ApiError> {
+        let drive = self.drive(drive_id)?;
+        if !matches!(self.state(), VmState::Running | VmState::Paused) {
+            return Err(ApiError::conflict(
+                "drive snapshots are taken while the VM runs",
+            ));
+        }
+        if drive.volume_path.is_none() {
+            return Err(ApiError::bad_request(format!(
+                "drive `{drive_id}` is a raw image; only block-store volumes have snapshots"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The mock VMM.
@@ -119,6 +180,94 @@ impl VmmControl for Mock {
 
     fn put_serial(&self, serial: SerialConfig) -> Result<(), ApiError> {
         self.configure(Call::Serial(serial.clone()), |c| c.serial = serial)
+    }
+
+    fn drive_status(&self, drive_id: &str) -> Result<DriveStatus, ApiError> {
+        let inner = self.lock();
+        let drive = inner.drive(drive_id)?;
+        let (backend, path) = match (&drive.volume_path, &drive.path_on_host) {
+            (Some(volume), _) => ("volume", volume),
+            (None, Some(image)) => ("raw", image),
+            (None, None) => return Err(ApiError::internal("a drive without a backend")),
+        };
+        Ok(DriveStatus {
+            drive_id: drive_id.to_string(),
+            backend: backend.into(),
+            path: path.display().to_string(),
+            capacity_bytes: inner.size(drive_id),
+            read_only: drive.is_read_only,
+            limits: drive.limits.unwrap_or_default(),
+            counters: (inner.state() != VmState::NotStarted).then_some(COUNTERS),
+        })
+    }
+
+    fn patch_drive(&self, patch: DrivePatch) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        inner.calls.push(Call::PatchDrive(patch.clone()));
+        patch.validate().map_err(|e| ApiError::bad_request(e.0))?;
+        inner.drive(&patch.drive_id)?;
+        match (inner.state(), patch.size_bytes) {
+            (VmState::Stopped, _) => {
+                return Err(ApiError::conflict(
+                    "the VM has stopped; its drives can no longer change",
+                ))
+            }
+            (VmState::NotStarted, Some(_)) => {
+                return Err(ApiError::conflict("a drive is resized while the VM runs"))
+            }
+            (_, Some(size)) if size < inner.size(&patch.drive_id) && !patch.allow_shrink => {
+                return Err(ApiError::bad_request(format!(
+                    "drive `{}`: {size} bytes is smaller than the current size; set allow_shrink to shrink",
+                    patch.drive_id
+                )))
+            }
+            (_, Some(size)) => {
+                inner.sizes.insert(patch.drive_id.clone(), size);
+            }
+            (_, None) => {}
+        }
+        if let Some(limits) = patch.limits {
+            let drive = inner.config.drives.iter_mut();
+            for d in drive.filter(|d| d.drive_id == patch.drive_id) {
+                d.limits = (!limits.is_unlimited()).then_some(limits);
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot_drive(&self, drive_id: &str, name: &str) -> Result<DriveSnapshot, ApiError> {
+        let mut inner = self.lock();
+        inner
+            .calls
+            .push(Call::SnapshotDrive(drive_id.into(), name.into()));
+        inner.running_volume(drive_id)?;
+        if inner
+            .snapshots
+            .get(drive_id)
+            .is_some_and(|list| list.iter().any(|s| s.name == name))
+        {
+            return Err(ApiError::bad_request(format!(
+                "the volume already has a snapshot `{name}`"
+            )));
+        }
+        let snapshot = DriveSnapshot {
+            name: name.into(),
+            created: FIRST_SNAPSHOT_TIME + inner.taken,
+            size_bytes: inner.size(drive_id),
+        };
+        inner.taken += 1;
+        inner
+            .snapshots
+            .entry(drive_id.into())
+            .or_default()
+            .push(snapshot.clone());
+        Ok(snapshot)
+    }
+
+    fn drive_snapshots(&self, drive_id: &str) -> Result<Vec<DriveSnapshot>, ApiError> {
+        let inner = self.lock();
+        inner.running_volume(drive_id)?;
+        Ok(inner.snapshots.get(drive_id).cloned().unwrap_or_default())
     }
 
     fn start(&self) -> Result<(), ApiError> {

@@ -6,12 +6,14 @@
 use serde::Serialize;
 
 use super::{ApiError, VmmControl};
-use crate::config::{BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig};
+use crate::config::{BootSource, DriveConfig, DrivePatch, MachineConfig, NetConfig, SerialConfig};
 
 mod bodies;
 mod json;
 mod path;
 
+#[cfg(test)]
+mod drive_tests;
 #[cfg(test)]
 pub(crate) mod mock;
 #[cfg(test)]
@@ -19,7 +21,16 @@ mod openapi_tests;
 #[cfg(test)]
 mod tests;
 
-pub use bodies::{ActionType, ErrorBody, InstanceAction, VmStateChange, VmStatePatch};
+pub use bodies::{ActionType, Empty, ErrorBody, InstanceAction, VmStateChange, VmStatePatch};
+
+use path::PathParams;
+
+/// Longest snapshot name accepted, in characters.
+pub const MAX_SNAPSHOT_NAME_LEN: usize = 64;
+
+/// The rule for snapshot names as a regular expression (as `docs/openapi.yaml` states it):
+/// 1 to [`MAX_SNAPSHOT_NAME_LEN`] characters from `[A-Za-z0-9._-]`, not starting with `.`.
+pub const SNAPSHOT_NAME_PATTERN: &str = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$";
 
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +47,14 @@ pub enum Operation {
     PutBootSource,
     /// `PUT /drives/{drive_id}`: [`VmmControl::put_drive`].
     PutDrive,
+    /// `GET /drives/{drive_id}`: [`VmmControl::drive_status`].
+    GetDrive,
+    /// `PATCH /drives/{drive_id}`: [`VmmControl::patch_drive`].
+    PatchDrive,
+    /// `PUT /drives/{drive_id}/snapshots/{snapshot_name}`: [`VmmControl::snapshot_drive`].
+    PutDriveSnapshot,
+    /// `GET /drives/{drive_id}/snapshots`: [`VmmControl::drive_snapshots`].
+    ListDriveSnapshots,
     /// `PUT /network-interfaces/{iface_id}`: [`VmmControl::put_net`].
     PutNetworkInterface,
     /// `PUT /serial`: [`VmmControl::put_serial`].
@@ -51,7 +70,8 @@ pub enum Operation {
 pub struct Route {
     /// HTTP method, upper case.
     pub method: &'static str,
-    /// Path template; `{name}` stands for one path segment.
+    /// Path template; each `{name}` stands for one path segment (a template may have
+    /// several, with distinct names).
     pub path: &'static str,
     /// One-line summary, the same as the operation's `summary` in `docs/openapi.yaml`.
     pub summary: &'static str,
@@ -104,6 +124,34 @@ pub const ROUTES: &[Route] = &[
         summary: "Add or replace a block device (before start)",
         success_status: 204,
         operation: Operation::PutDrive,
+    },
+    Route {
+        method: "GET",
+        path: "/drives/{drive_id}",
+        summary: "Get a block device's backend, size, I/O limits and counters",
+        success_status: 200,
+        operation: Operation::GetDrive,
+    },
+    Route {
+        method: "PATCH",
+        path: "/drives/{drive_id}",
+        summary: "Resize a block device or change its I/O limits",
+        success_status: 204,
+        operation: Operation::PatchDrive,
+    },
+    Route {
+        method: "PUT",
+        path: "/drives/{drive_id}/snapshots/{snapshot_name}",
+        summary: "Take a snapshot of a block device's volume (while the VM runs)",
+        success_status: 201,
+        operation: Operation::PutDriveSnapshot,
+    },
+    Route {
+        method: "GET",
+        path: "/drives/{drive_id}/snapshots",
+        summary: "List the snapshots of a block device's volume",
+        success_status: 200,
+        operation: Operation::ListDriveSnapshots,
     },
     Route {
         method: "PUT",
@@ -213,16 +261,16 @@ enum RouteMiss {
     MethodNotAllowed(String),
 }
 
-/// Finds the route for `method` and `path`, with its raw path parameter.
+/// Finds the route for `method` and `path`, with its raw path parameters.
 fn find_route<'p>(
     method: &str,
     path: &'p str,
-) -> Result<(&'static Route, Option<&'p str>), RouteMiss> {
+) -> Result<(&'static Route, PathParams<'static, 'p>), RouteMiss> {
     let mut allowed: Vec<&'static str> = Vec::new();
     for route in ROUTES {
-        if let Some(param) = path::match_template(route.path, path) {
+        if let Some(params) = path::match_template(route.path, path) {
             if route.method == method {
-                return Ok((route, param));
+                return Ok((route, params));
             }
             if !allowed.contains(&route.method) {
                 allowed.push(route.method);
@@ -241,7 +289,7 @@ fn find_route<'p>(
 /// response. Never panics on any input (a panicking `control` is the caller's to catch).
 pub fn dispatch(control: &dyn VmmControl, request: &ApiRequest<'_>) -> ApiResponse {
     match find_route(request.method, request.path) {
-        Ok((route, param)) => match handle(control, route, param, request) {
+        Ok((route, params)) => match handle(control, route, &params, request) {
             Ok(response) => response,
             Err(error) => ApiResponse::error(&error),
         },
@@ -281,7 +329,7 @@ fn known_paths() -> String {
 fn handle(
     control: &dyn VmmControl,
     route: &Route,
-    param: Option<&str>,
+    params: &PathParams<'_, '_>,
     request: &ApiRequest<'_>,
 ) -> Result<ApiResponse, ApiError> {
     let ok = || Ok(ApiResponse::no_content());
@@ -318,14 +366,49 @@ fn handle(
             ok()
         }
         Operation::PutDrive => {
-            let id = path_id(param, "drive_id")?;
+            let id = path_param(params, "drive_id")?;
             let drive: DriveConfig = json::parse_body(request, "DriveConfig")?;
             check_same_id(&id, &drive.drive_id, "drive_id")?;
             control.put_drive(drive)?;
             ok()
         }
+        Operation::GetDrive => {
+            let id = path_param(params, "drive_id")?;
+            expect_no_body(request)?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.drive_status(&id)?,
+            ))
+        }
+        Operation::PatchDrive => {
+            let id = path_param(params, "drive_id")?;
+            let patch: DrivePatch = json::parse_body(request, "DrivePatch")?;
+            check_same_id(&id, &patch.drive_id, "drive_id")?;
+            control.patch_drive(patch)?;
+            ok()
+        }
+        Operation::PutDriveSnapshot => {
+            let id = path_param(params, "drive_id")?;
+            let name = path_param(params, "snapshot_name")?;
+            check_snapshot_name(&name)?;
+            if !request.body.iter().all(u8::is_ascii_whitespace) {
+                let _: Empty = json::parse_body(request, "snapshot request")?;
+            }
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.snapshot_drive(&id, &name)?,
+            ))
+        }
+        Operation::ListDriveSnapshots => {
+            let id = path_param(params, "drive_id")?;
+            expect_no_body(request)?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.drive_snapshots(&id)?,
+            ))
+        }
         Operation::PutNetworkInterface => {
-            let id = path_id(param, "iface_id")?;
+            let id = path_param(params, "iface_id")?;
             let net: NetConfig = json::parse_body(request, "NetConfig")?;
             check_same_id(&id, &net.iface_id, "iface_id")?;
             control.put_net(net)?;
@@ -370,11 +453,34 @@ fn expect_no_body(request: &ApiRequest<'_>) -> Result<(), ApiError> {
 }
 
 /// The decoded path parameter `name` of a templated route.
-fn path_id(param: Option<&str>, name: &str) -> Result<String, ApiError> {
-    let raw =
-        param.ok_or_else(|| ApiError::bad_request(format!("`{name}` is missing from the path")))?;
+fn path_param(params: &PathParams<'_, '_>, name: &str) -> Result<String, ApiError> {
+    let raw = params
+        .get(name)
+        .ok_or_else(|| ApiError::bad_request(format!("`{name}` is missing from the path")))?;
     path::percent_decode(raw)
         .map_err(|e| ApiError::bad_request(format!("invalid `{name}` in the path: {e}")))
+}
+
+/// Whether `name` follows [`SNAPSHOT_NAME_PATTERN`].
+pub fn is_valid_snapshot_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SNAPSHOT_NAME_LEN
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Rejects a snapshot name that does not follow [`SNAPSHOT_NAME_PATTERN`] (400).
+fn check_snapshot_name(name: &str) -> Result<(), ApiError> {
+    if is_valid_snapshot_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid snapshot_name {name:?}: use 1 to {MAX_SNAPSHOT_NAME_LEN} characters from \
+             [A-Za-z0-9._-], not starting with `.`"
+        )))
+    }
 }
 
 /// Requires the identifier in the path to equal the one in the body.

@@ -43,3 +43,9 @@ pub struct ErrorBody {
     /// Human-readable explanation naming what was wrong.
     pub fault_message: String,
 }
+
+/// An empty JSON object: the optional body of `PUT /drives/{drive_id}/snapshots/{name}`,
+/// which takes no options (yet). Any field is rejected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}

@@ -2,6 +2,8 @@
 //! field, line and column at fault.
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
 
 use super::ApiRequest;
 use crate::api::ApiError;
@@ -32,7 +34,9 @@ pub(super) fn is_accepted_media_type(content_type: &[u8]) -> bool {
 ///
 /// Errors: a declared non-JSON `Content-Type` (415); an empty body, malformed JSON, unknown
 /// fields, missing fields, wrong types or out-of-range numbers, and trailing data (400).
-pub(super) fn parse_body<T: DeserializeOwned>(
+/// An array where an object belongs is a wrong type too, although serde would accept it
+/// as the struct's fields in order.
+pub(super) fn parse_body<T: DeserializeOwned + Serialize>(
     request: &ApiRequest<'_>,
     what: &str,
 ) -> Result<T, ApiError> {
@@ -63,7 +67,58 @@ pub(super) fn parse_body<T: DeserializeOwned>(
     deserializer
         .end()
         .map_err(|e| ApiError::bad_request(format!("invalid {what} body: {e}")))?;
+    reject_arrays_as_objects(request.body, &value)
+        .map_err(|e| ApiError::bad_request(format!("invalid {what} body: {e}")))?;
     Ok(value)
+}
+
+/// Fails if the JSON `body` has an array where `value`, re-encoded, has an object: serde
+/// decodes a struct from a sequence of its fields, which the API does not accept.
+fn reject_arrays_as_objects<T: Serialize>(body: &[u8], value: &T) -> Result<(), String> {
+    // Both succeed: the body was just decoded, and the API's bodies always encode.
+    let (Ok(input), Ok(output)) = (
+        serde_json::from_slice::<Value>(body),
+        serde_json::to_value(value),
+    ) else {
+        return Ok(());
+    };
+    match array_for_object(&input, &output) {
+        None => Ok(()),
+        Some(path) if path.is_empty() => Err("expected a JSON object, found an array".to_string()),
+        Some(path) => Err(format!(
+            "field `{path}`: expected a JSON object, found an array"
+        )),
+    }
+}
+
+/// The dotted path of the first place where `input` has an array and `output` an object.
+fn array_for_object(input: &Value, output: &Value) -> Option<String> {
+    match (input, output) {
+        (Value::Array(_), Value::Object(_)) => Some(String::new()),
+        (Value::Object(input), Value::Object(output)) => input.iter().find_map(|(key, value)| {
+            let inner = array_for_object(value, output.get(key)?)?;
+            Some(if inner.is_empty() {
+                key.clone()
+            } else if inner.starts_with('[') {
+                format!("{key}{inner}")
+            } else {
+                format!("{key}.{inner}")
+            })
+        }),
+        (Value::Array(input), Value::Array(output)) => input
+            .iter()
+            .zip(output)
+            .enumerate()
+            .find_map(|(i, (a, b))| {
+                let inner = array_for_object(a, b)?;
+                Some(if inner.is_empty() || inner.starts_with('[') {
+                    format!("[{i}]{inner}")
+                } else {
+                    format!("[{i}].{inner}")
+                })
+            }),
+        _ => None,
+    }
 }
 
 /// serde's explanation, prefixed with the path of the field at fault unless the explanation
@@ -81,6 +136,28 @@ fn describe(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrays_are_not_objects() {
+        use serde_json::json;
+        let find = |input: Value, output: Value| array_for_object(&input, &output);
+        assert_eq!(find(json!([1, 2]), json!({"a": 1})).as_deref(), Some(""));
+        assert_eq!(
+            find(json!({"a": {"b": []}}), json!({"a": {"b": {}}, "c": 1})).as_deref(),
+            Some("a.b")
+        );
+        assert_eq!(
+            find(json!({"a": [{}, [1]]}), json!({"a": [{}, {"x": 1}]})).as_deref(),
+            Some("a[1]")
+        );
+        assert_eq!(
+            find(json!({"a": [[{"b": []}]]}), json!({"a": [[{"b": {}}]]})).as_deref(),
+            Some("a[0][0].b")
+        );
+        assert_eq!(find(json!({"a": [1]}), json!({"a": [1]})), None);
+        assert_eq!(find(json!({"a": 1}), json!({"a": 1, "b": {}})), None);
+        assert_eq!(find(json!({"skipped": []}), json!({})), None);
+    }
 
     #[test]
     fn accepted_media_types() {

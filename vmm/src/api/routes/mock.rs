@@ -1,12 +1,36 @@
 //! A [`VmmControl`] for tests: keeps a configuration and a lifecycle state like the VMM does,
 //! records every call, and can be told to fail or panic on the next call.
+//!
+//! Drives behave like the controller's: every drive has a size ([`DEFAULT_DRIVE_SIZE`] unless
+//! set with [`MockControl::set_drive_size`]); drives with a `volume_path` have snapshots,
+//! taken only while the VM runs or is paused; resizing needs a running VM.
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::api::{ApiError, InstanceInfo, VmState, VmmControl};
+use crate::api::{
+    ApiError, DriveCounters, DriveSnapshot, DriveStatus, InstanceInfo, VmState, VmmControl,
+};
 use crate::config::{
-    BootSource, DriveConfig, MachineConfig, NetConfig, SerialConfig, VmConfig, MAX_VCPUS,
-    MIN_MEM_MIB,
+    BootSource, DriveConfig, DrivePatch, MachineConfig, NetConfig, SerialConfig, VmConfig,
+    MAX_VCPUS, MIN_MEM_MIB,
+};
+
+/// Size of a drive whose size was not set, in bytes (1 GiB).
+pub(crate) const DEFAULT_DRIVE_SIZE: u64 = 1 << 30;
+
+/// `created` of the first snapshot the mock takes; each later one is a second later.
+pub(crate) const FIRST_SNAPSHOT_TIME: u64 = 1_700_000_000;
+
+/// The counters every drive reports once the VM has started.
+pub(crate) const COUNTERS: DriveCounters = DriveCounters {
+    requests: 10,
+    read_requests: 6,
+    write_requests: 4,
+    read_bytes: 24576,
+    write_bytes: 16384,
+    io_errors: 0,
+    throttled: 2,
 };
 
 /// One recorded call on the mock.
@@ -17,6 +41,10 @@ pub(crate) enum Call {
     Drive(DriveConfig),
     Net(NetConfig),
     Serial(SerialConfig),
+    DriveStatus(String),
+    PatchDrive(DrivePatch),
+    SnapshotDrive(String, String),
+    DriveSnapshots(String),
     Start,
     Stop,
     Pause,
@@ -28,8 +56,47 @@ struct Inner {
     calls: Vec<Call>,
     state: Option<VmState>,
     config: VmConfig,
+    /// Sizes set by `set_drive_size` or `PATCH`, by drive id.
+    sizes: BTreeMap<String, u64>,
+    /// Snapshots taken, by drive id.
+    snapshots: BTreeMap<String, Vec<DriveSnapshot>>,
+    /// Snapshots taken so far, for their `created` times.
+    snapshots_taken: u64,
     next_error: Option<ApiError>,
     panic_next: bool,
+}
+
+impl Inner {
+    fn drive(&self, drive_id: &str) -> Result<&DriveConfig, ApiError> {
+        self.config
+            .drives
+            .iter()
+            .find(|d| d.drive_id == drive_id)
+            .ok_or_else(|| ApiError::not_found(format!("there is no drive `{drive_id}`")))
+    }
+
+    fn size(&self, drive_id: &str) -> u64 {
+        self.sizes
+            .get(drive_id)
+            .copied()
+            .unwrap_or(DEFAULT_DRIVE_SIZE)
+    }
+
+    /// The drive, if it is a volume of a started VM (what snapshots need).
+    fn running_volume(&self, drive_id: &str) -> Result<&DriveConfig, ApiError> {
+        let drive = self.drive(drive_id)?;
+        if !matches!(MockControl::state(self), VmState::Running | VmState::Paused) {
+            return Err(ApiError::conflict(
+                "drive snapshots are taken while the VM runs",
+            ));
+        }
+        if drive.volume_path.is_none() {
+            return Err(ApiError::bad_request(format!(
+                "drive `{drive_id}` is a raw image; only block-store volumes have snapshots"
+            )));
+        }
+        Ok(drive)
+    }
 }
 
 /// The mock controller.
@@ -45,12 +112,17 @@ impl MockControl {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Every mutating call so far, in order.
+    /// Every call so far but `instance_info` and `vm_config`, in order.
     pub(crate) fn calls(&self) -> Vec<Call> {
         self.lock().calls.clone()
     }
 
-    /// Makes the next mutating call return `error`.
+    /// Sets the size a drive reports.
+    pub(crate) fn set_drive_size(&self, drive_id: &str, size: u64) {
+        self.lock().sizes.insert(drive_id.to_string(), size);
+    }
+
+    /// Makes the next recorded call return `error`.
     pub(crate) fn fail_next(&self, error: ApiError) {
         self.lock().next_error = Some(error);
     }
@@ -169,6 +241,100 @@ impl VmmControl for MockControl {
         Self::before_start(&inner, "the serial console")?;
         inner.config.serial = serial;
         Ok(())
+    }
+
+    fn drive_status(&self, drive_id: &str) -> Result<DriveStatus, ApiError> {
+        let inner = self.enter(Call::DriveStatus(drive_id.to_string()))?;
+        let drive = inner.drive(drive_id)?;
+        let (backend, path) = match (&drive.path_on_host, &drive.volume_path) {
+            (_, Some(volume)) => ("volume", volume),
+            (Some(image), None) => ("raw", image),
+            (None, None) => return Err(ApiError::internal("a drive without a backend")),
+        };
+        Ok(DriveStatus {
+            drive_id: drive_id.to_string(),
+            backend: backend.to_string(),
+            path: path.display().to_string(),
+            capacity_bytes: inner.size(drive_id),
+            read_only: drive.is_read_only,
+            limits: drive.limits.unwrap_or_default(),
+            counters: (Self::state(&inner) != VmState::NotStarted).then_some(COUNTERS),
+        })
+    }
+
+    fn patch_drive(&self, patch: DrivePatch) -> Result<(), ApiError> {
+        let mut inner = self.enter(Call::PatchDrive(patch.clone()))?;
+        patch.validate().map_err(|e| ApiError::bad_request(e.0))?;
+        let drive = inner.drive(&patch.drive_id)?;
+        let read_only = drive.is_read_only;
+        let state = Self::state(&inner);
+        if state == VmState::Stopped {
+            return Err(ApiError::conflict(
+                "the VM has stopped; its drives can no longer change",
+            ));
+        }
+        if let Some(size) = patch.size_bytes {
+            if state == VmState::NotStarted {
+                return Err(ApiError::conflict("a drive is resized while the VM runs"));
+            }
+            if read_only {
+                return Err(ApiError::bad_request(format!(
+                    "drive `{}` is read-only",
+                    patch.drive_id
+                )));
+            }
+            let current = inner.size(&patch.drive_id);
+            if size < current && !patch.allow_shrink {
+                return Err(ApiError::bad_request(format!(
+                    "drive `{}`: {size} bytes is smaller than the current {current}; set \
+                     allow_shrink to shrink",
+                    patch.drive_id
+                )));
+            }
+        }
+        if let Some(size) = patch.size_bytes {
+            inner.sizes.insert(patch.drive_id.clone(), size);
+        }
+        if let Some(limits) = patch.limits {
+            if let Some(drive) = inner
+                .config
+                .drives
+                .iter_mut()
+                .find(|d| d.drive_id == patch.drive_id)
+            {
+                drive.limits = (!limits.is_unlimited()).then_some(limits);
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot_drive(&self, drive_id: &str, name: &str) -> Result<DriveSnapshot, ApiError> {
+        let mut inner = self.enter(Call::SnapshotDrive(drive_id.to_string(), name.to_string()))?;
+        inner.running_volume(drive_id)?;
+        let taken = inner.snapshots.get(drive_id).into_iter().flatten();
+        if taken.into_iter().any(|s| s.name == name) {
+            return Err(ApiError::bad_request(format!(
+                "volume of drive `{drive_id}` already has a snapshot `{name}`"
+            )));
+        }
+        let snapshot = DriveSnapshot {
+            name: name.to_string(),
+            created: FIRST_SNAPSHOT_TIME + inner.snapshots_taken,
+            size_bytes: inner.size(drive_id),
+        };
+        inner.snapshots_taken += 1;
+        inner
+            .snapshots
+            .entry(drive_id.to_string())
+            .or_default()
+            .push(snapshot.clone());
+        Ok(snapshot)
+    }
+
+    fn drive_snapshots(&self, drive_id: &str) -> Result<Vec<DriveSnapshot>, ApiError> {
+        let inner = self.enter(Call::DriveSnapshots(drive_id.to_string()))?;
+        inner.running_volume(drive_id)?;
+        Ok(inner.snapshots.get(drive_id).cloned().unwrap_or_default())
     }
 
     fn start(&self) -> Result<(), ApiError> {

@@ -10,8 +10,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use blockstore::limits::{Bucket, Limits};
+
 use super::*;
-use crate::api::{InstanceInfo, VmState};
+use crate::api::{DriveCounters, DriveSnapshot, DriveStatus, InstanceInfo, VmState};
 use crate::config::{SerialConfig, VmConfig, MAX_MEM_MIB, MAX_VCPUS, MIN_MEM_MIB};
 
 const DOCUMENT: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml"));
@@ -34,19 +36,45 @@ fn schema_ref(name: &str) -> Value {
     json!(format!("#/components/schemas/{name}"))
 }
 
-/// (request schema, 200 response schema) of each operation.
-fn schemas_of(operation: Operation) -> (Option<&'static str>, Option<&'static str>) {
+/// The request body an operation takes.
+enum RequestBody {
+    /// None: the document has no `requestBody`.
+    None,
+    /// Required, of this schema.
+    Required(&'static str),
+    /// Optional (may be empty), of this schema.
+    Optional(&'static str),
+}
+
+/// The body of an operation's successful response.
+enum ResponseBody {
+    /// None (204).
+    None,
+    /// One object of this schema.
+    Object(&'static str),
+    /// An array of objects of this schema.
+    Array(&'static str),
+}
+
+/// The request and successful response bodies of each operation.
+fn schemas_of(operation: Operation) -> (RequestBody, ResponseBody) {
+    use RequestBody as Rq;
+    use ResponseBody as Rs;
     match operation {
-        Operation::GetInstanceInfo => (None, Some("InstanceInfo")),
-        Operation::GetVmConfig => (None, Some("VmConfig")),
-        Operation::GetMachineConfig => (None, Some("MachineConfig")),
-        Operation::PutMachineConfig => (Some("MachineConfig"), None),
-        Operation::PutBootSource => (Some("BootSource"), None),
-        Operation::PutDrive => (Some("DriveConfig"), None),
-        Operation::PutNetworkInterface => (Some("NetConfig"), None),
-        Operation::PutSerial => (Some("SerialConfig"), None),
-        Operation::PutAction => (Some("InstanceAction"), None),
-        Operation::PatchVm => (Some("VmStatePatch"), None),
+        Operation::GetInstanceInfo => (Rq::None, Rs::Object("InstanceInfo")),
+        Operation::GetVmConfig => (Rq::None, Rs::Object("VmConfig")),
+        Operation::GetMachineConfig => (Rq::None, Rs::Object("MachineConfig")),
+        Operation::PutMachineConfig => (Rq::Required("MachineConfig"), Rs::None),
+        Operation::PutBootSource => (Rq::Required("BootSource"), Rs::None),
+        Operation::PutDrive => (Rq::Required("DriveConfig"), Rs::None),
+        Operation::GetDrive => (Rq::None, Rs::Object("DriveStatus")),
+        Operation::PatchDrive => (Rq::Required("DrivePatch"), Rs::None),
+        Operation::PutDriveSnapshot => (Rq::Optional("Empty"), Rs::Object("DriveSnapshot")),
+        Operation::ListDriveSnapshots => (Rq::None, Rs::Array("DriveSnapshot")),
+        Operation::PutNetworkInterface => (Rq::Required("NetConfig"), Rs::None),
+        Operation::PutSerial => (Rq::Required("SerialConfig"), Rs::None),
+        Operation::PutAction => (Rq::Required("InstanceAction"), Rs::None),
+        Operation::PatchVm => (Rq::Required("VmStatePatch"), Rs::None),
     }
 }
 
@@ -98,28 +126,60 @@ fn each_operation_matches_its_route() {
         );
 
         let (request, response) = schemas_of(route.operation);
+        let request_schema = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
         match request {
-            Some(schema) => {
+            RequestBody::Required(schema) => {
                 assert_eq!(op["requestBody"]["required"], json!(true), "{name}");
-                let body = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
-                assert_eq!(body, &schema_ref(schema), "request schema of {name}");
+                assert_eq!(
+                    request_schema,
+                    &schema_ref(schema),
+                    "request schema of {name}"
+                );
             }
-            None => assert!(op.get("requestBody").is_none(), "{name} takes no body"),
+            RequestBody::Optional(schema) => {
+                assert_eq!(
+                    op["requestBody"]["required"],
+                    json!(false),
+                    "{name}: the body may be omitted"
+                );
+                assert_eq!(
+                    request_schema,
+                    &schema_ref(schema),
+                    "request schema of {name}"
+                );
+            }
+            RequestBody::None => assert!(op.get("requestBody").is_none(), "{name} takes no body"),
         }
         let content = &responses[&success]["content"];
+        let response_schema = &content["application/json"]["schema"];
         match response {
-            Some(schema) => {
-                assert_eq!(route.success_status, 200, "{name}");
-                let body = &content["application/json"]["schema"]["$ref"];
-                assert_eq!(body, &schema_ref(schema), "response schema of {name}");
+            ResponseBody::Object(schema) => {
+                assert!(matches!(route.success_status, 200 | 201), "{name}");
+                assert_eq!(
+                    response_schema["$ref"],
+                    schema_ref(schema),
+                    "response schema of {name}"
+                );
             }
-            None => assert!(content.is_null(), "{name} answers without a body"),
+            ResponseBody::Array(schema) => {
+                assert_eq!(route.success_status, 200, "{name}");
+                assert_eq!(response_schema["type"], json!("array"), "{name}");
+                assert_eq!(
+                    response_schema["items"]["$ref"],
+                    schema_ref(schema),
+                    "response items of {name}"
+                );
+            }
+            ResponseBody::None => {
+                assert_eq!(route.success_status, 204, "{name}");
+                assert!(content.is_null(), "{name} answers without a body");
+            }
         }
 
         let template_params: BTreeSet<String> = route
             .path
             .split('/')
-            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .filter_map(path::param_name)
             .map(str::to_string)
             .collect();
         let documented_params: BTreeSet<String> = op["parameters"]
@@ -172,11 +232,56 @@ fn checks() -> Vec<SchemaCheck> {
         boot_args: Some("console=ttyS0".into()),
         initrd_path: Some(PathBuf::from("/guest/initrd")),
     };
+    let bucket = Bucket {
+        rate: 1000,
+        burst: 2000,
+    };
+    let limits = Limits {
+        iops: Some(bucket),
+        read_iops: Some(bucket),
+        write_iops: Some(bucket),
+        bps: Some(bucket),
+        read_bps: Some(bucket),
+        write_bps: Some(bucket),
+    };
+    // Both backends, to show every field; the API rejects that in validation, not in serde.
     let drive = DriveConfig {
         drive_id: "root".into(),
-        path_on_host: PathBuf::from("/guest/root.img"),
+        path_on_host: Some(PathBuf::from("/guest/root.img")),
+        volume_path: Some(PathBuf::from("/store/volumes/root")),
         is_read_only: true,
         io_direct: true,
+        limits: Some(limits),
+    };
+    let patch = DrivePatch {
+        drive_id: "root".into(),
+        size_bytes: Some(1 << 30),
+        allow_shrink: true,
+        discard_data: true,
+        limits: Some(limits),
+    };
+    let counters = DriveCounters {
+        requests: 10,
+        read_requests: 6,
+        write_requests: 4,
+        read_bytes: 24576,
+        write_bytes: 16384,
+        io_errors: 1,
+        throttled: 2,
+    };
+    let status = DriveStatus {
+        drive_id: "root".into(),
+        backend: "volume".into(),
+        path: "/store/volumes/root".into(),
+        capacity_bytes: 1 << 30,
+        read_only: false,
+        limits,
+        counters: Some(counters.clone()),
+    };
+    let snapshot = DriveSnapshot {
+        name: "before-upgrade".into(),
+        created: 1_700_000_000,
+        size_bytes: 1 << 30,
     };
     let net = NetConfig {
         iface_id: "eth0".into(),
@@ -245,6 +350,48 @@ fn checks() -> Vec<SchemaCheck> {
             enums: vec![],
         },
         SchemaCheck {
+            name: "Limits",
+            sample: to_value(&limits),
+            accepts: accepts::<Limits>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "Bucket",
+            sample: to_value(&bucket),
+            accepts: accepts::<Bucket>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "DrivePatch",
+            sample: to_value(&patch),
+            accepts: accepts::<DrivePatch>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "DriveStatus",
+            sample: to_value(&status),
+            accepts: accepts::<DriveStatus>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "DriveCounters",
+            sample: to_value(&counters),
+            accepts: accepts::<DriveCounters>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "DriveSnapshot",
+            sample: to_value(&snapshot),
+            accepts: accepts::<DriveSnapshot>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "Empty",
+            sample: to_value(&Empty {}),
+            accepts: accepts::<Empty>,
+            enums: vec![],
+        },
+        SchemaCheck {
             name: "NetConfig",
             sample: to_value(&net),
             accepts: accepts::<NetConfig>,
@@ -303,6 +450,28 @@ fn with_field(sample: &Value, key: &str, value: Option<Value>) -> Value {
         None => fields.remove(key),
     };
     changed
+}
+
+/// The schema a property refers to, with `$ref` or (to be nullable) `allOf: [$ref]`.
+fn referenced_schema(property: &Value) -> Option<&str> {
+    let reference = match property.get("$ref") {
+        Some(reference) => reference,
+        None => {
+            let all_of = property.get("allOf")?.as_array()?;
+            assert_eq!(
+                all_of.len(),
+                1,
+                "allOf is only used to make a $ref nullable"
+            );
+            &all_of[0]["$ref"]
+        }
+    };
+    let reference = reference.as_str().expect("$ref is a string");
+    Some(
+        reference
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{reference} is not a local schema")),
+    )
 }
 
 #[test]
@@ -386,6 +555,35 @@ fn documented_schemas_match_the_serde_structs() {
                 };
             assert_eq!(documented_type, json_type(value), "{what}: type");
 
+            // A property that refers to another schema holds a value of that schema's type.
+            let nested: Vec<(&Value, &Value)> = match value {
+                Value::Array(items) => items.iter().map(|v| (&property["items"], v)).collect(),
+                _ => vec![(property, value)],
+            };
+            assert!(
+                !nested.is_empty() || property["items"].get("$ref").is_none(),
+                "{what}: the sample has no items to check"
+            );
+            for (property, value) in nested {
+                if let Some(referenced) = referenced_schema(property) {
+                    let check = checks
+                        .iter()
+                        .find(|c| c.name == referenced)
+                        .unwrap_or_else(|| panic!("{what} refers to {referenced}, not checked"));
+                    assert!(
+                        (check.accepts)(value.clone()),
+                        "{what}: the value {value} is not a {referenced}"
+                    );
+                    assert_eq!(
+                        object(value, &what).keys().collect::<BTreeSet<_>>(),
+                        object(&check.sample, referenced)
+                            .keys()
+                            .collect::<BTreeSet<_>>(),
+                        "{what}: the nested sample sets every field of {referenced}"
+                    );
+                }
+            }
+
             match (property.get("enum"), enums.get(key.as_str())) {
                 (Some(documented), Some(variants)) => {
                     let documented: BTreeSet<String> = documented
@@ -429,4 +627,96 @@ fn documented_limits_match_the_config_constants() {
     assert_eq!(machine["vcpu_count"]["maximum"], json!(MAX_VCPUS));
     assert_eq!(machine["mem_size_mib"]["minimum"], json!(MIN_MEM_MIB));
     assert_eq!(machine["mem_size_mib"]["maximum"], json!(MAX_MEM_MIB));
+}
+
+#[test]
+fn documented_drive_rules_match_the_code() {
+    let doc = document();
+    let schemas = &doc["components"]["schemas"];
+
+    let bucket = &schemas["Bucket"]["properties"];
+    let rate_min = bucket["rate"]["minimum"].as_u64().expect("rate minimum");
+    let rate_max = bucket["rate"]["maximum"].as_u64().expect("rate maximum");
+    let burst_max = bucket["burst"]["maximum"].as_u64().expect("burst maximum");
+    let valid = |rate, burst| {
+        Limits {
+            bps: Some(Bucket { rate, burst }),
+            ..Default::default()
+        }
+        .validate()
+        .is_ok()
+    };
+    assert!(valid(rate_min, 0) && valid(rate_max, burst_max));
+    assert!(
+        !valid(rate_min - 1, 0),
+        "a rate below the documented minimum"
+    );
+    assert!(
+        !valid(rate_max + 1, 0),
+        "a rate above the documented maximum"
+    );
+    assert!(!valid(rate_min, burst_max + 1), "a burst above the maximum");
+
+    let size = &schemas["DrivePatch"]["properties"]["size_bytes"];
+    let multiple = size["multipleOf"].as_u64().expect("size_bytes multipleOf");
+    let minimum = size["minimum"].as_u64().expect("size_bytes minimum");
+    let patch = |size| DrivePatch {
+        drive_id: "d".into(),
+        size_bytes: Some(size),
+        allow_shrink: false,
+        discard_data: false,
+        limits: None,
+    };
+    assert!(patch(minimum).validate().is_ok());
+    assert!(patch(multiple * 3).validate().is_ok());
+    assert!(patch(multiple * 3 + 1).validate().is_err());
+    assert!(patch(minimum - multiple).validate().is_err());
+
+    let route = "/drives/{drive_id}/snapshots/{snapshot_name}";
+    let parameters = doc["paths"][route]["put"]["parameters"]
+        .as_array()
+        .expect("parameters");
+    let name = parameters
+        .iter()
+        .find(|p| p["name"] == json!("snapshot_name"))
+        .expect("snapshot_name is documented");
+    assert_eq!(name["schema"]["pattern"], json!(SNAPSHOT_NAME_PATTERN));
+    assert_eq!(name["schema"]["maxLength"], json!(MAX_SNAPSHOT_NAME_LEN));
+    assert_eq!(
+        schemas["DriveSnapshot"]["properties"]["name"]["pattern"],
+        json!(SNAPSHOT_NAME_PATTERN)
+    );
+}
+
+/// Every `$ref` in the document names something the document defines.
+#[test]
+fn references_resolve() {
+    fn visit(doc: &Value, value: &Value, at: &str) {
+        match value {
+            Value::Object(fields) => {
+                for (key, child) in fields {
+                    if key == "$ref" {
+                        let target = child.as_str().expect("$ref is a string");
+                        let pointer = target
+                            .strip_prefix('#')
+                            .unwrap_or_else(|| panic!("{at}: {target} is not local"));
+                        assert!(
+                            doc.pointer(pointer).is_some(),
+                            "{at}: {target} does not exist"
+                        );
+                    } else {
+                        visit(doc, child, &format!("{at}/{key}"));
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    visit(doc, child, &format!("{at}/{i}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    let doc = document();
+    visit(&doc, &doc, "");
 }

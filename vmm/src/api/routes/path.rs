@@ -1,30 +1,59 @@
-//! Matching request paths against route templates such as `/drives/{drive_id}`.
+//! Matching request paths against route templates such as
+//! `/drives/{drive_id}/snapshots/{snapshot_name}`.
+
+/// The parameters of a matched template, in template order: each `{name}` with the raw
+/// (still percent-encoded) text of the path segment it matched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct PathParams<'t, 'p> {
+    params: Vec<(&'t str, &'p str)>,
+}
+
+impl<'t, 'p> PathParams<'t, 'p> {
+    /// The raw segment matched by `{name}`, if the template has that parameter.
+    pub(super) fn get(&self, name: &str) -> Option<&'p str> {
+        self.params
+            .iter()
+            .find(|(param, _)| *param == name)
+            .map(|(_, raw)| *raw)
+    }
+
+    /// Every `(name, raw segment)` pair, in template order.
+    #[cfg(test)]
+    pub(super) fn pairs(&self) -> &[(&'t str, &'p str)] {
+        &self.params
+    }
+}
 
 /// Matches `path` against `template`. Literal segments must be equal; a `{name}` segment
 /// matches any non-empty segment. Returns `None` if the path does not match, otherwise the
-/// raw (still percent-encoded) text of the template's parameter segment, if it has one.
-pub(super) fn match_template<'p>(template: &str, path: &'p str) -> Option<Option<&'p str>> {
+/// template's parameters with the raw text of the segments they matched.
+pub(super) fn match_template<'t, 'p>(
+    template: &'t str,
+    path: &'p str,
+) -> Option<PathParams<'t, 'p>> {
     let mut template_segments = template.split('/');
     let mut path_segments = path.split('/');
-    let mut param = None;
+    let mut params = PathParams::default();
     loop {
         match (template_segments.next(), path_segments.next()) {
-            (None, None) => return Some(param),
-            (Some(t), Some(p)) if is_param(t) => {
-                if p.is_empty() {
-                    return None;
-                }
-                param = Some(p);
-            }
-            (Some(t), Some(p)) if t == p => {}
+            (None, None) => return Some(params),
+            (Some(t), Some(p)) => match param_name(t) {
+                Some(_) if p.is_empty() => return None,
+                Some(name) => params.params.push((name, p)),
+                None if t == p => {}
+                None => return None,
+            },
             _ => return None,
         }
     }
 }
 
-/// Whether a template segment is a `{name}` parameter.
-fn is_param(segment: &str) -> bool {
-    segment.len() > 2 && segment.starts_with('{') && segment.ends_with('}')
+/// The name of a `{name}` template segment, or `None` for a literal segment.
+pub(super) fn param_name(segment: &str) -> Option<&str> {
+    segment
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .filter(|name| !name.is_empty())
 }
 
 /// Decodes `%XX` escapes in a path segment. Fails on a malformed escape or if the result is
@@ -62,29 +91,65 @@ pub(super) fn percent_decode(segment: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    fn pairs<'t, 'p>(template: &'t str, path: &'p str) -> Option<Vec<(&'t str, &'p str)>> {
+        match_template(template, path).map(|params| params.pairs().to_vec())
+    }
+
     #[test]
     fn literal_paths_match_exactly() {
-        assert_eq!(match_template("/", "/"), Some(None));
-        assert_eq!(match_template("/vm/config", "/vm/config"), Some(None));
-        assert_eq!(match_template("/vm/config", "/vm/config/"), None);
-        assert_eq!(match_template("/vm/config", "/vm"), None);
-        assert_eq!(match_template("/vm", "/vm/config"), None);
-        assert_eq!(match_template("/", "/machine-config"), None);
+        assert_eq!(pairs("/", "/"), Some(vec![]));
+        assert_eq!(pairs("/vm/config", "/vm/config"), Some(vec![]));
+        assert_eq!(pairs("/vm/config", "/vm/config/"), None);
+        assert_eq!(pairs("/vm/config", "/vm"), None);
+        assert_eq!(pairs("/vm", "/vm/config"), None);
+        assert_eq!(pairs("/", "/machine-config"), None);
     }
 
     #[test]
     fn parameters_match_one_non_empty_segment() {
         assert_eq!(
-            match_template("/drives/{drive_id}", "/drives/root"),
-            Some(Some("root"))
+            pairs("/drives/{drive_id}", "/drives/root"),
+            Some(vec![("drive_id", "root")])
         );
-        assert_eq!(match_template("/drives/{drive_id}", "/drives/"), None);
-        assert_eq!(match_template("/drives/{drive_id}", "/drives"), None);
-        assert_eq!(match_template("/drives/{drive_id}", "/drives/a/b"), None);
+        assert_eq!(pairs("/drives/{drive_id}", "/drives/"), None);
+        assert_eq!(pairs("/drives/{drive_id}", "/drives"), None);
+        assert_eq!(pairs("/drives/{drive_id}", "/drives/a/b"), None);
+        assert_eq!(pairs("/drives/{drive_id}", "/network-interfaces/a"), None);
+    }
+
+    #[test]
+    fn several_parameters_are_returned_by_name() {
+        let template = "/drives/{drive_id}/snapshots/{snapshot_name}";
+        let params = match_template(template, "/drives/root/snapshots/s%201").unwrap();
         assert_eq!(
-            match_template("/drives/{drive_id}", "/network-interfaces/a"),
-            None
+            params.pairs(),
+            &[("drive_id", "root"), ("snapshot_name", "s%201")]
         );
+        assert_eq!(params.get("drive_id"), Some("root"));
+        assert_eq!(params.get("snapshot_name"), Some("s%201"));
+        assert_eq!(params.get("iface_id"), None);
+
+        assert_eq!(pairs(template, "/drives/root/snapshots/"), None);
+        assert_eq!(pairs(template, "/drives//snapshots/a"), None);
+        assert_eq!(pairs(template, "/drives/root/snapshot/a"), None);
+        assert_eq!(pairs(template, "/drives/root/snapshots"), None);
+        assert_eq!(pairs(template, "/drives/root/snapshots/a/b"), None);
+        assert_eq!(
+            pairs("/drives/{drive_id}/snapshots", "/drives/x/snapshots"),
+            Some(vec![("drive_id", "x")])
+        );
+        assert_eq!(
+            pairs("/{a}/{b}", "/1/2"),
+            Some(vec![("a", "1"), ("b", "2")])
+        );
+    }
+
+    #[test]
+    fn template_segments() {
+        assert_eq!(param_name("{drive_id}"), Some("drive_id"));
+        assert_eq!(param_name("{}"), None);
+        assert_eq!(param_name("drives"), None);
+        assert_eq!(param_name("{open"), None);
     }
 
     #[test]

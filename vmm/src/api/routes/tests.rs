@@ -9,9 +9,9 @@ use super::*;
 use crate::api::{InstanceInfo, VmState};
 use crate::config::VmConfig;
 
-const JSON: Option<&[u8]> = Some(b"application/json");
+pub(super) const JSON: Option<&[u8]> = Some(b"application/json");
 
-fn send(control: &MockControl, method: &str, path: &str, body: &str) -> ApiResponse {
+pub(super) fn send(control: &MockControl, method: &str, path: &str, body: &str) -> ApiResponse {
     let request = ApiRequest {
         method,
         path,
@@ -21,12 +21,12 @@ fn send(control: &MockControl, method: &str, path: &str, body: &str) -> ApiRespo
     dispatch(control, &request)
 }
 
-fn body_json(response: &ApiResponse) -> Value {
+pub(super) fn body_json(response: &ApiResponse) -> Value {
     let body = response.body.as_deref().expect("response has a body");
     serde_json::from_slice(body).expect("response body is JSON")
 }
 
-fn fault(response: &ApiResponse) -> String {
+pub(super) fn fault(response: &ApiResponse) -> String {
     let body: ErrorBody = serde_json::from_value(body_json(response)).expect("error body");
     body.fault_message
 }
@@ -305,6 +305,9 @@ fn unknown_path_is_404_and_wrong_method_is_405() {
         "/drives",
         "/drives/",
         "/drives/a/b",
+        "/drives/a/snapshots/",
+        "/drives//snapshots",
+        "/drives/a/snapshots/b/c",
         "",
         "*",
     ] {
@@ -319,6 +322,10 @@ fn unknown_path_is_404_and_wrong_method_is_405() {
     let response = send(&control, "GET", "/actions", "");
     assert_eq!(response.allow.as_deref(), Some("PUT"));
     let response = send(&control, "POST", "/drives/x", "{}");
+    assert_eq!(response.allow.as_deref(), Some("GET, PATCH, PUT"));
+    let response = send(&control, "PUT", "/drives/x/snapshots", "");
+    assert_eq!(response.allow.as_deref(), Some("GET"));
+    let response = send(&control, "GET", "/drives/x/snapshots/s", "");
     assert_eq!(response.allow.as_deref(), Some("PUT"));
 }
 
@@ -363,7 +370,15 @@ fn route_table_is_consistent() {
     for (i, a) in ROUTES.iter().enumerate() {
         assert!(a.path.starts_with('/'), "{}", a.path);
         assert!(matches!(a.method, "GET" | "PUT" | "PATCH"), "{}", a.method);
-        assert!(matches!(a.success_status, 200 | 204));
+        assert!(matches!(a.success_status, 200 | 201 | 204));
+        let names: Vec<&str> = a.path.split('/').filter_map(path::param_name).collect();
+        for (j, name) in names.iter().enumerate() {
+            assert!(
+                !names[j + 1..].contains(name),
+                "{} repeats {{{name}}}",
+                a.path
+            );
+        }
         for b in &ROUTES[i + 1..] {
             assert!(
                 !(a.method == b.method && a.path == b.path),

@@ -279,6 +279,74 @@ fn pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
+fn drive_routes_over_http() {
+    let fixture = Fixture::new();
+    let mut conn = fixture.connect();
+    let mut exchange = |method: &str, path: &str, body: Option<&str>| {
+        conn.send(method, path, body);
+        conn.response()
+    };
+    let drive = r#"{"drive_id": "data", "volume_path": "/store/volumes/data",
+                    "limits": {"iops": {"rate": 100}}}"#;
+    assert_eq!(exchange("PUT", "/drives/data", Some(drive)).status, 204);
+    let start = r#"{"action_type": "InstanceStart"}"#;
+    assert_eq!(exchange("PUT", "/actions", Some(start)).status, 204);
+
+    let response = exchange("GET", "/drives/data", None);
+    assert_eq!(response.status, 200);
+    let status = response.json();
+    assert_eq!(status["backend"], json!("volume"));
+    assert_eq!(status["limits"], json!({"iops": {"rate": 100, "burst": 0}}));
+
+    let patch = r#"{"drive_id": "data", "size_bytes": 2147483648, "limits": {}}"#;
+    let response = exchange("PATCH", "/drives/data", Some(patch));
+    assert_eq!(response.status, 204);
+    assert!(response.body.is_empty());
+
+    // No body and no Content-Type at all, then an explicit empty object.
+    let response = exchange("PUT", "/drives/data/snapshots/first", None);
+    assert_eq!(response.status, 201);
+    assert_eq!(
+        response.json(),
+        json!({"name": "first", "created": 1_700_000_000u64, "size_bytes": 2147483648u64})
+    );
+    let response = exchange("PUT", "/drives/data/snapshots/second", Some("{}"));
+    assert_eq!(response.status, 201);
+
+    let response = exchange("GET", "/drives/data/snapshots", None);
+    assert_eq!(response.status, 200);
+    let names: Vec<Value> = response
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("first"), json!("second")]);
+
+    let response = exchange("PUT", "/drives/data/snapshots/.x", None);
+    assert_eq!(response.status, 400);
+    assert!(
+        response.fault().contains("snapshot_name"),
+        "{}",
+        response.fault()
+    );
+    let response = exchange("GET", "/drives/nope", None);
+    assert_eq!(response.status, 404);
+    assert_eq!(
+        fixture.control.calls()[2..],
+        [
+            Call::DriveStatus("data".into()),
+            Call::PatchDrive(serde_json::from_str(patch).unwrap()),
+            Call::SnapshotDrive("data".into(), "first".into()),
+            Call::SnapshotDrive("data".into(), "second".into()),
+            Call::DriveSnapshots("data".into()),
+            Call::DriveStatus("nope".into()),
+        ]
+    );
+}
+
+#[test]
 fn bad_bodies_are_400_with_serde_explanations() {
     let fixture = Fixture::new();
     let response = fixture.request("PUT", "/machine-config", Some(r#"{"vcpu_count": 2"#));
@@ -362,6 +430,10 @@ fn unknown_paths_and_wrong_methods() {
     assert_eq!(response.header("allow"), Some("GET, PUT"));
 
     let response = fixture.request("DELETE", "/drives/root", None);
+    assert_eq!(response.status, 405);
+    assert_eq!(response.header("allow"), Some("GET, PATCH, PUT"));
+
+    let response = fixture.request("DELETE", "/drives/root/snapshots/s1", None);
     assert_eq!(response.status, 405);
     assert_eq!(response.header("allow"), Some("PUT"));
 
