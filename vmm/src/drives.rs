@@ -104,11 +104,12 @@ pub fn drive_path(config: &DriveConfig) -> &Path {
         .unwrap_or(Path::new(""))
 }
 
-/// Opens the backend `config` names, wrapped in its I/O limits; returns it with the shared
-/// limiter and, for a volume, the shared volume handle.
-pub fn open_backend(
-    config: &DriveConfig,
-) -> Result<(Box<dyn BlockBackend>, SharedLimiter, Option<SharedVolume>), DriveError> {
+/// An opened drive backend: the limited backend for the device, the shared limiter, and
+/// the shared volume for a volume drive.
+pub type OpenedBackend = (Box<dyn BlockBackend>, SharedLimiter, Option<SharedVolume>);
+
+/// Opens the backend `config` names, wrapped in its I/O limits.
+pub fn open_backend(config: &DriveConfig) -> Result<OpenedBackend, DriveError> {
     let err = |message: String| DriveError {
         drive_id: config.drive_id.clone(),
         message,
