@@ -71,6 +71,12 @@ impl Volume {
                 bytes_on_disk: l.file.bytes_on_disk(),
             })
             .collect();
+        if self.head.is_none() && self.view.is_none() {
+            // A read-only open of the volume: its last layer is the writer's head.
+            if let Some(last) = layers.last_mut() {
+                last.head = true;
+            }
+        }
         if let Some(h) = &self.head {
             let (data_chunks, zero_chunks) = h.counts();
             layers.push(LayerInfo {

@@ -110,6 +110,9 @@ pub fn first_diff(a: &[u8], b: &[u8]) -> Option<usize> {
 }
 
 pub fn assert_same(what: &str, got: &[u8], want: &[u8]) {
+    if got == want {
+        return;
+    }
     if let Some(i) = first_diff(got, want) {
         panic!(
             "{what}: differs at byte {i} (sector {}): got len {}, want len {}",
