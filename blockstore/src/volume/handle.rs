@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::chunk_map::ChunkMap;
 use super::error::VolumeError;
-use super::head::{HeadEntry, HeadLayer};
+use super::head::HeadLayer;
 use super::layer_file::LayerFile;
 use super::lock::WriterLock;
 use super::manifest::ManifestBody;
@@ -171,18 +171,7 @@ impl Volume {
 
     /// Chunks that hold data (not zeros) as this handle sees the volume.
     pub fn allocated_chunks(&self) -> u64 {
-        let mut n = self.map.len() as i64;
-        if let Some(head) = &self.head {
-            for (chunk, e) in head.entries() {
-                let below = self.map.contains(chunk);
-                match e {
-                    HeadEntry::Data { .. } if !below => n += 1,
-                    HeadEntry::Zero if below => n -= 1,
-                    _ => {}
-                }
-            }
-        }
-        n.max(0) as u64
+        self.map.len() as u64
     }
 
     /// Bytes of the volume that hold data (allocated chunks times the chunk size).

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use super::chunk_map::{ChunkLoc, ChunkMap};
 use super::error::VolumeError;
 use super::fsutil::{punch_hole, range_has_data, remove_if_exists};
 use super::layer_file::LayerFile;
@@ -21,10 +22,12 @@ use super::paths::VolumePaths;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HeadEntry {
     /// In `slot`; `crc` is `None` while a partial in-place write has not been summed yet.
+    /// `hides` says whether the frozen layers below hold data for this chunk (so discarding
+    /// it needs a tombstone rather than just dropping the entry).
     Data {
         slot: u64,
         crc: Option<u32>,
-        verified: bool,
+        hides: bool,
     },
     /// Reads as zeros, hiding lower layers.
     Zero,
@@ -50,6 +53,8 @@ pub(crate) struct HeadLayer {
     /// Whether the working index differs from the committed one.
     dirty: bool,
     generation: u64,
+    data_count: u64,
+    zero_count: u64,
 }
 
 impl HeadLayer {
@@ -66,6 +71,8 @@ impl HeadLayer {
             crc_pending: HashSet::new(),
             dirty: false,
             generation: 0,
+            data_count: 0,
+            zero_count: 0,
         }
     }
 
@@ -111,12 +118,12 @@ impl HeadLayer {
                     HeadEntry::Data {
                         slot,
                         crc: Some(crc),
-                        verified: false,
+                        hides: false,
                     }
                 }
                 ChunkState::Zero => HeadEntry::Zero,
             };
-            head.entries.insert(chunk, entry);
+            head.put(chunk, entry);
         }
         head.free = (0..slots)
             .filter(|s| !head.committed_slots.contains(s))
@@ -164,26 +171,73 @@ impl HeadLayer {
         Ok(())
     }
 
+    /// Sets `chunk`'s entry, keeping the counts.
+    fn put(&mut self, chunk: u64, entry: HeadEntry) -> Option<HeadEntry> {
+        self.count(&entry, 1);
+        let old = self.entries.insert(chunk, entry);
+        if let Some(o) = &old {
+            self.count(o, -1);
+        }
+        old
+    }
+
+    /// Removes `chunk`'s entry, keeping the counts.
+    fn take(&mut self, chunk: u64) -> Option<HeadEntry> {
+        let old = self.entries.remove(&chunk);
+        if let Some(o) = &old {
+            self.count(o, -1);
+        }
+        old
+    }
+
+    fn count(&mut self, e: &HeadEntry, delta: i64) {
+        let n = match e {
+            HeadEntry::Data { .. } => &mut self.data_count,
+            HeadEntry::Zero => &mut self.zero_count,
+        };
+        *n = n.wrapping_add_signed(delta);
+    }
+
+    /// Lays the head over `map` (built from the frozen layers below it) as the layer at
+    /// position `pos`, noting for each entry whether it hides data below.
+    pub fn overlay(&mut self, map: &mut ChunkMap, pos: u32) {
+        for (&chunk, entry) in self.entries.iter_mut() {
+            match entry {
+                HeadEntry::Data { slot, crc, hides } => {
+                    *hides = map.contains(chunk);
+                    map.insert(
+                        chunk,
+                        ChunkLoc {
+                            layer: pos,
+                            slot: *slot,
+                            crc: *crc,
+                            verified: false,
+                        },
+                    );
+                }
+                HeadEntry::Zero => map.remove(chunk),
+            }
+        }
+    }
+
+    /// Whether the frozen layers below hold data for `chunk`; `map` is the volume's chunk
+    /// map, which shows the frozen layers for chunks the head has no entry for.
+    pub fn hides_lower(&self, chunk: u64, map: &ChunkMap) -> bool {
+        match self.get(chunk) {
+            Some(HeadEntry::Data { hides, .. }) => hides,
+            Some(HeadEntry::Zero) => true,
+            None => map.contains(chunk),
+        }
+    }
+
     /// What the head says about `chunk`.
     pub fn get(&self, chunk: u64) -> Option<HeadEntry> {
         self.entries.get(&chunk).copied()
     }
 
-    /// Every entry of the working index, in no particular order.
-    pub fn entries(&self) -> impl Iterator<Item = (u64, HeadEntry)> + '_ {
-        self.entries.iter().map(|(&c, &e)| (c, e))
-    }
-
     /// Whether `slot` was written since the last flush (so it may be overwritten in place).
     pub fn is_uncommitted(&self, slot: u64) -> bool {
         !self.committed_slots.contains(&slot)
-    }
-
-    /// Notes that `chunk`'s checksum has been verified.
-    pub fn mark_verified(&mut self, chunk: u64) {
-        if let Some(HeadEntry::Data { verified, .. }) = self.entries.get_mut(&chunk) {
-            *verified = true;
-        }
     }
 
     /// Overwrites part of an uncommitted slot in place; its checksum is computed at flush.
@@ -200,26 +254,23 @@ impl HeadLayer {
         self.file
             .write_all_at(data, at)
             .map_err(|e| VolumeError::io(&paths.dir, &self.file.path, "write", e))?;
-        self.entries.insert(
-            chunk,
-            HeadEntry::Data {
-                slot,
-                crc: None,
-                verified: false,
-            },
-        );
+        if let Some(HeadEntry::Data { crc, .. }) = self.entries.get_mut(&chunk) {
+            *crc = None;
+        }
         self.crc_pending.insert(chunk);
         self.dirty = true;
         Ok(())
     }
 
-    /// Writes a whole chunk to a free slot and points `chunk` at it.
+    /// Writes a whole chunk to a free slot and points `chunk` at it; `hides` says whether
+    /// lower layers hold data for it. Returns the slot and the checksum.
     pub fn write_new(
         &mut self,
         paths: &VolumePaths,
         chunk: u64,
         data: &[u8],
-    ) -> Result<(), VolumeError> {
+        hides: bool,
+    ) -> Result<(u64, u32), VolumeError> {
         debug_assert_eq!(data.len(), self.chunk_size as usize);
         let slot = match self.free.pop_first() {
             Some(s) => s,
@@ -235,18 +286,19 @@ impl HeadLayer {
             self.free.insert(slot);
             return Err(VolumeError::io(&paths.dir, &self.file.path, "write", e));
         }
-        let old = self.entries.insert(
+        let crc = crc32fast::hash(data);
+        let old = self.put(
             chunk,
             HeadEntry::Data {
                 slot,
-                crc: Some(crc32fast::hash(data)),
-                verified: true,
+                crc: Some(crc),
+                hides,
             },
         );
         self.crc_pending.remove(&chunk);
         self.dispose(old);
         self.dirty = true;
-        Ok(())
+        Ok((slot, crc))
     }
 
     /// Makes `chunk` read as zeros: a tombstone if lower layers hold data for it
@@ -256,10 +308,10 @@ impl HeadLayer {
         match (old, hides_lower) {
             (Some(HeadEntry::Zero), true) | (None, false) => return,
             (_, true) => {
-                self.entries.insert(chunk, HeadEntry::Zero);
+                self.put(chunk, HeadEntry::Zero);
             }
             (_, false) => {
-                self.entries.remove(&chunk);
+                self.take(chunk);
             }
         }
         self.crc_pending.remove(&chunk);
@@ -305,28 +357,24 @@ impl HeadLayer {
 
     /// Makes everything written so far durable: sums in-place writes, fdatasyncs the data
     /// file, commits the index atomically, then releases the slots it no longer names.
-    /// Returns whether there was anything to do.
-    pub fn flush(&mut self, paths: &VolumePaths) -> Result<bool, VolumeError> {
+    /// Returns the checksums computed for chunks written in place.
+    pub fn flush(&mut self, paths: &VolumePaths) -> Result<Vec<(u64, u32)>, VolumeError> {
+        let mut summed = Vec::new();
         if !self.dirty {
-            return Ok(false);
+            return Ok(summed);
         }
         let cs = u64::from(self.chunk_size);
         let io = |op, e| VolumeError::io(&paths.dir, &self.file.path, op, e);
         let mut buf = vec![0u8; self.chunk_size as usize];
         let pending: Vec<u64> = self.crc_pending.iter().copied().collect();
         for chunk in pending {
-            if let Some(HeadEntry::Data { slot, .. }) = self.entries.get(&chunk).copied() {
+            if let Some(HeadEntry::Data { slot, crc, .. }) = self.entries.get_mut(&chunk) {
                 self.file
-                    .read_exact_at(&mut buf, slot * cs)
+                    .read_exact_at(&mut buf, *slot * cs)
                     .map_err(|e| io("read", e))?;
-                self.entries.insert(
-                    chunk,
-                    HeadEntry::Data {
-                        slot,
-                        crc: Some(crc32fast::hash(&buf)),
-                        verified: true,
-                    },
-                );
+                let sum = crc32fast::hash(&buf);
+                *crc = Some(sum);
+                summed.push((chunk, sum));
             }
             self.crc_pending.remove(&chunk);
         }
@@ -358,16 +406,11 @@ impl HeadLayer {
         }
         self.dirty = false;
         self.trim_tail(paths)?;
-        Ok(true)
+        Ok(summed)
     }
 
     /// Data and zero entries.
     pub fn counts(&self) -> (u64, u64) {
-        let data = self
-            .entries
-            .values()
-            .filter(|e| matches!(e, HeadEntry::Data { .. }))
-            .count() as u64;
-        (data, self.entries.len() as u64 - data)
+        (self.data_count, self.zero_count)
     }
 }

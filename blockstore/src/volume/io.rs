@@ -45,18 +45,6 @@ pub(crate) fn pieces(offset: u64, len: u64, chunk_size: u32) -> impl Iterator<It
     })
 }
 
-/// Where a chunk's current bytes are.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    Zero,
-    Head {
-        slot: u64,
-        crc: Option<u32>,
-        verified: bool,
-    },
-    Frozen(ChunkLoc),
-}
-
 /// One slot to read, and the checksum to verify it against (if any).
 struct SlotRead<'a> {
     file: &'a LayerFile,
@@ -132,33 +120,14 @@ impl Volume {
         }
     }
 
-    fn locate(&self, chunk: u64) -> Source {
-        if let Some(head) = &self.head {
-            match head.get(chunk) {
-                Some(HeadEntry::Data {
-                    slot,
-                    crc,
-                    verified,
-                }) => {
-                    return Source::Head {
-                        slot,
-                        crc,
-                        verified,
-                    }
-                }
-                Some(HeadEntry::Zero) => return Source::Zero,
-                None => {}
-            }
-        }
-        match self.map.get(chunk) {
-            Some(loc) => Source::Frozen(loc),
-            None => Source::Zero,
-        }
+    /// The chain position of the head (when there is one).
+    pub(crate) fn head_pos(&self) -> u32 {
+        self.layers.len() as u32
     }
 
     /// Whether `chunk` currently reads as zeros without holding data.
     pub(crate) fn chunk_is_unallocated(&self, chunk: u64) -> bool {
-        matches!(self.locate(chunk), Source::Zero)
+        !self.map.contains(chunk)
     }
 
     /// Reads part of one chunk.
@@ -169,48 +138,31 @@ impl Volume {
         out: &mut [u8],
     ) -> Result<(), VolumeError> {
         let cs = self.body.chunk_size;
-        match self.locate(chunk) {
-            Source::Zero => out.fill(0),
-            Source::Head {
-                slot,
-                crc,
-                verified,
-            } => {
-                let expect = crc.filter(|_| self.verify_reads && !verified);
-                let Some(head) = self.head.as_mut() else {
-                    return Ok(());
-                };
-                let r = SlotRead {
-                    file: &head.file,
-                    chunk,
-                    slot,
-                    expect,
-                };
-                read_slot(&self.paths, cs, r, offset, out, &mut self.scratch)?;
-                if expect.is_some() {
-                    head.mark_verified(chunk);
-                }
+        let Some(loc) = self.map.get(chunk) else {
+            out.fill(0);
+            return Ok(());
+        };
+        let expect = loc.crc.filter(|_| self.verify_reads && !loc.verified);
+        let file = match (&self.head, self.layers.get(loc.layer as usize)) {
+            (_, Some(layer)) => &layer.file,
+            (Some(head), None) if loc.layer == self.head_pos() => &head.file,
+            _ => {
+                return Err(VolumeError::corrupt(
+                    &self.paths.dir,
+                    &self.paths.manifest(),
+                    format!("chunk {chunk} refers to layer position {}", loc.layer),
+                ))
             }
-            Source::Frozen(loc) => {
-                let expect = Some(loc.crc).filter(|_| self.verify_reads && !loc.verified);
-                let layer = self.layers.get(loc.layer as usize).ok_or_else(|| {
-                    VolumeError::corrupt(
-                        &self.paths.dir,
-                        &self.paths.manifest(),
-                        format!("chunk {chunk} refers to layer position {}", loc.layer),
-                    )
-                })?;
-                let r = SlotRead {
-                    file: &layer.file,
-                    chunk,
-                    slot: loc.slot,
-                    expect,
-                };
-                read_slot(&self.paths, cs, r, offset, out, &mut self.scratch)?;
-                if expect.is_some() {
-                    self.map.mark_verified(chunk);
-                }
-            }
+        };
+        let r = SlotRead {
+            file,
+            chunk,
+            slot: loc.slot,
+            expect,
+        };
+        read_slot(&self.paths, cs, r, offset, out, &mut self.scratch)?;
+        if expect.is_some() {
+            self.map.mark_verified(chunk);
         }
         Ok(())
     }
@@ -241,20 +193,61 @@ impl Volume {
                 what: "write".into(),
             });
         };
+        let pos = self.layers.len() as u32;
         if let Some(HeadEntry::Data { slot, .. }) = head.get(chunk) {
             if head.is_uncommitted(slot) {
-                return head.write_in_place(&self.paths, chunk, slot, offset, data);
+                head.write_in_place(&self.paths, chunk, slot, offset, data)?;
+                self.map.insert(
+                    chunk,
+                    ChunkLoc {
+                        layer: pos,
+                        slot,
+                        crc: None,
+                        verified: false,
+                    },
+                );
+                return Ok(());
             }
         }
         if data.len() == cs {
-            return head.write_new(&self.paths, chunk, data);
+            return self.write_whole_chunk(chunk, data);
         }
         let mut buf = vec![0u8; cs];
         self.read_piece(chunk, 0, &mut buf)?;
         buf[offset..offset + data.len()].copy_from_slice(data);
-        match self.head.as_mut() {
-            Some(head) => head.write_new(&self.paths, chunk, &buf),
-            None => Ok(()),
+        self.write_whole_chunk(chunk, &buf)
+    }
+
+    /// Writes a whole chunk to a new slot of the head.
+    pub(crate) fn write_whole_chunk(&mut self, chunk: u64, data: &[u8]) -> Result<(), VolumeError> {
+        let pos = self.head_pos();
+        let Some(head) = self.head.as_mut() else {
+            return Err(VolumeError::ReadOnly {
+                volume: self.paths.dir.clone(),
+                what: "write".into(),
+            });
+        };
+        let hides = head.hides_lower(chunk, &self.map);
+        let (slot, crc) = head.write_new(&self.paths, chunk, data, hides)?;
+        self.map.insert(
+            chunk,
+            ChunkLoc {
+                layer: pos,
+                slot,
+                crc: Some(crc),
+                verified: true,
+            },
+        );
+        Ok(())
+    }
+
+    /// Makes a whole chunk read as zeros: drops it from the head, or hides lower layers'
+    /// data with a tombstone.
+    pub(crate) fn zero_whole_chunk(&mut self, chunk: u64) {
+        if let Some(head) = self.head.as_mut() {
+            let hides = head.hides_lower(chunk, &self.map);
+            head.set_zero(chunk, hides);
+            self.map.remove(chunk);
         }
     }
 
@@ -296,10 +289,7 @@ impl Volume {
             let in_volume = (self.size.max(offset + len) - chunk_start).min(cs) as usize;
             let whole = p.offset == 0 && p.len >= in_volume;
             if whole {
-                let hides_lower = self.map.contains(p.chunk);
-                if let Some(head) = self.head.as_mut() {
-                    head.set_zero(p.chunk, hides_lower);
-                }
+                self.zero_whole_chunk(p.chunk);
             } else if !self.chunk_is_unallocated(p.chunk) {
                 zeros.resize(p.len, 0);
                 self.write_piece(p.chunk, p.offset, &zeros[..p.len])?;
@@ -323,7 +313,9 @@ impl Volume {
     /// changed.
     pub fn flush(&mut self) -> Result<(), VolumeError> {
         if let Some(head) = self.head.as_mut() {
-            head.flush(&self.paths)?;
+            for (chunk, crc) in head.flush(&self.paths)? {
+                self.map.set_crc(chunk, crc);
+            }
         }
         Ok(())
     }

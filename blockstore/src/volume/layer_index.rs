@@ -21,7 +21,6 @@
 //!   0  crc32       u32      of the header and the entries
 //! ```
 
-use std::collections::HashSet;
 use std::io;
 
 use super::error::VolumeError;
@@ -183,7 +182,8 @@ pub(crate) fn decode(
     }
     let generation = u64_at(bytes, 40);
     let mut entries = Vec::with_capacity(count as usize);
-    let mut slots = HashSet::new();
+    // One bit per slot of the data file, to find slots used twice.
+    let mut slots_used = vec![0u64; data_slots.div_ceil(64).min(count.max(1) * 64) as usize];
     let mut prev: Option<u64> = None;
     for i in 0..count as usize {
         let at = HEADER_LEN + i * ENTRY_LEN;
@@ -210,7 +210,13 @@ pub(crate) fn decode(
                          file ({data_slots} whole slots): the data file is truncated"
                     )));
                 }
-                if !slots.insert(slot) {
+                let (word, bit) = ((slot / 64) as usize, 1u64 << (slot % 64));
+                if word >= slots_used.len() {
+                    slots_used.resize(word + 1, 0);
+                }
+                let seen = slots_used[word] & bit != 0;
+                slots_used[word] |= bit;
+                if seen {
                     return Err(Corrupt(format!(
                         "entry {i}: slot {slot} is used by two chunks (chunk {chunk} and another)"
                     )));

@@ -138,8 +138,9 @@ impl Volume {
         }
         let body = manifest::read(&paths)?;
         let n = body.layers.len();
-        let (layers, map) = open_frozen_chain(&paths, &body.layers[..n - 1], body.chunk_size)?;
-        let head = HeadLayer::open(&paths, body.head(), body.chunk_size, repairs)?;
+        let (layers, mut map) = open_frozen_chain(&paths, &body.layers[..n - 1], body.chunk_size)?;
+        let mut head = HeadLayer::open(&paths, body.head(), body.chunk_size, repairs)?;
+        head.overlay(&mut map, (n - 1) as u32);
         Ok(Volume {
             size: body.size,
             head: Some(head),
@@ -253,6 +254,10 @@ impl Volume {
             let index = layer_index::load(&self.paths, &layer.file.id, self.body.chunk_size, len)?;
             map.apply(pos as u32, &index);
             (layer.data_chunks, layer.zero_chunks) = index.counts();
+        }
+        let pos = self.head_pos();
+        if let Some(head) = self.head.as_mut() {
+            head.overlay(&mut map, pos);
         }
         self.map = map;
         Ok(())

@@ -191,7 +191,7 @@ impl Volume {
                 ChunkState::Data { slot, crc } => {
                     self.read_frozen_chunk(k, chunk, slot, crc, &mut buf)?;
                     if let Some(head) = self.head.as_mut() {
-                        head.write_new(&self.paths, chunk, &buf)?;
+                        head.write_new(&self.paths, chunk, &buf, true)?;
                     }
                 }
                 ChunkState::Zero if k == 0 => {}

@@ -2,7 +2,6 @@
 
 use super::error::VolumeError;
 use super::handle::{ResizeOptions, Volume};
-use super::head::HeadEntry;
 use super::manifest::{self, check_size};
 use crate::limits::Limits;
 
@@ -74,16 +73,8 @@ impl Volume {
             }
         }
         let first_whole = new_size.div_ceil(cs);
-        let head_chunks = self.head.iter().flat_map(|h| {
-            h.entries()
-                .filter(|(_, e)| matches!(e, HeadEntry::Data { .. }))
-                .map(|(c, _)| c)
-        });
-        for chunk in self.map.chunks().chain(head_chunks) {
-            if chunk >= first_whole
-                && first.is_none_or(|f| chunk < f)
-                && !self.chunk_is_unallocated(chunk)
-            {
+        for chunk in self.map.chunks() {
+            if chunk >= first_whole && first.is_none_or(|f| chunk < f) {
                 first = Some(chunk);
             }
         }

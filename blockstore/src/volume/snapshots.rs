@@ -115,19 +115,9 @@ impl Volume {
         Ok(SnapshotInfo::from(&record))
     }
 
-    /// Moves a flushed head into the frozen part of the chain.
+    /// Moves a flushed head into the frozen part of the chain. The chunk map already names
+    /// its chunks under the position it keeps, so nothing else changes.
     fn freeze(&mut self, head: HeadLayer) {
-        let pos = self.layers.len() as u32;
-        let entries = head.sorted_entries();
-        for &(chunk, state) in &entries {
-            self.map.set(chunk, pos, state);
-        }
-        // Chunks already verified stay verified.
-        for (chunk, e) in head.entries() {
-            if let super::head::HeadEntry::Data { verified: true, .. } = e {
-                self.map.mark_verified(chunk);
-            }
-        }
         let (data_chunks, zero_chunks) = head.counts();
         self.layers.push(FrozenLayer {
             file: head.file,
