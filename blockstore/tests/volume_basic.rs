@@ -593,10 +593,31 @@ fn opening_repairs_automatically() {
     let head = head_id(&dir);
     fs::write(dir.join("manifest.json.tmp"), b"x").unwrap();
     fs::write(store.layers_dir().join(format!("{head}.index.tmp")), b"x").unwrap();
+    // A layer written by a snapshot or merge that was cut short: no manifest names it.
+    let orphan = "0123456789abcdef0123456789abcdef";
+    fs::write(
+        store.layers_dir().join(format!("{orphan}.data")),
+        [1u8; 4096],
+    )
+    .unwrap();
+    fs::write(store.layers_dir().join(format!("{orphan}.index.tmp")), b"x").unwrap();
+    let report = Volume::check(&dir, true).unwrap();
+    assert!(
+        report.notes.iter().any(|n| n.contains("used by no volume")),
+        "{report:?}"
+    );
     let mut v = Volume::open(&dir).unwrap();
     assert_eq!(read_all(&mut v)[..4096], pattern(1, 4096)[..]);
     drop(v);
     assert!(!dir.join("manifest.json.tmp").exists());
+    assert!(
+        !store.layer_ids().contains(&orphan.to_string()),
+        "orphan collected"
+    );
+    assert!(!store
+        .layers_dir()
+        .join(format!("{orphan}.index.tmp"))
+        .exists());
     assert!(Volume::check(&dir, true).unwrap().is_clean());
 }
 

@@ -17,10 +17,11 @@ use crate::limits::Limits;
 /// A chunk is the unit of copy-on-write and of the index. The first write to a chunk after a
 /// snapshot copies the whole chunk, so a 4 KiB guest write costs up to 16x its size once per
 /// chunk per snapshot at 64 KiB (256x at 1 MiB); later writes to the same chunk go in place.
-/// The index costs 24 bytes on disk and about 40 bytes of memory per allocated chunk: a fully
-/// written 10 GiB volume has 163,840 chunks, a 3.75 MiB index rewritten at each flush, where
-/// 4 KiB chunks would make that 60 MiB. 64 KiB keeps both costs small (it is also the
-/// cluster size qcow2 settled on).
+/// The index costs 24 bytes on disk per allocated chunk and the chunk map 16 bytes of memory
+/// (plus about 40 for chunks in the head): a fully written 10 GiB volume has 163,840 chunks,
+/// a 3.75 MiB head index rewritten at each flush and 2.5 MiB of map, where 4 KiB chunks would
+/// make those 60 and 40 MiB. 64 KiB keeps both costs small (it is also the cluster size qcow2
+/// settled on).
 pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
 
 /// How to create a volume.

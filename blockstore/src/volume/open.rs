@@ -120,6 +120,13 @@ impl Volume {
         for r in &repairs {
             log::warn!("volume {}: repaired: {r}", dir.display());
         }
+        if !repairs.is_empty() {
+            // The interrupted run may also have left layers no manifest names (a snapshot or
+            // merge cut short): collect them now rather than at the next snapshot deletion.
+            if let Err(e) = gc::collect(&vol.paths) {
+                log::warn!("{e} (garbage collection of layer files is retried later)");
+            }
+        }
         Ok(vol)
     }
 
