@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::error::VolumeError;
-use super::fsutil::{range_has_data, remove_if_exists};
+use super::fsutil::{remove_if_exists, slots_with_data};
 use super::gc;
 use super::handle::Volume;
 use super::layer_file::LayerFile;
@@ -191,20 +191,16 @@ fn check_with(
                     ChunkState::Zero => None,
                 })
                 .collect();
-            let mut leaked = 0u64;
-            for slot in (0..len / cs).filter(|s| !used.contains(s)) {
-                match range_has_data(file.file(), slot * cs, cs) {
-                    Ok(true) => leaked += 1,
-                    Ok(false) => {}
-                    Err(e) => {
-                        r.error(
-                            &file.path,
-                            VolumeError::io(&paths.dir, &file.path, "seek", e),
-                        );
-                        break;
-                    }
+            let leaked = match slots_with_data(file.file(), cs) {
+                Ok(slots) => slots.iter().filter(|s| !used.contains(s)).count(),
+                Err(e) => {
+                    r.error(
+                        &file.path,
+                        VolumeError::io(&paths.dir, &file.path, "seek", e),
+                    );
+                    0
                 }
-            }
+            };
             if leaked > 0 {
                 r.problem(
                     &file.path,

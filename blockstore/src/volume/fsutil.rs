@@ -105,25 +105,63 @@ pub(crate) fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
-/// Whether any block of `len` bytes at `offset` is allocated (holds data rather than a hole).
-/// Answers `true` when the file system cannot tell.
-pub(crate) fn range_has_data(file: &File, offset: u64, len: u64) -> io::Result<bool> {
-    let Ok(off) = libc::off_t::try_from(offset) else {
-        return Ok(false);
-    };
+/// `lseek` with `whence` (SEEK_DATA or SEEK_HOLE).
+fn seek(file: &File, offset: u64, whence: libc::c_int) -> io::Result<u64> {
+    let off =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: lseek takes a file descriptor and integers only; the descriptor is valid for
     // the duration of the call because `file` is borrowed. Only positioned I/O (pread,
     // pwrite) is used on these files, so moving the file offset affects nothing else.
-    let r = unsafe { libc::lseek(file.as_raw_fd(), off, libc::SEEK_DATA) };
+    let r = unsafe { libc::lseek(file.as_raw_fd(), off, whence) };
     if r < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENXIO) => Ok(false),
-            Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(true),
-            _ => Err(e),
-        };
+        return Err(io::Error::last_os_error());
     }
-    Ok((r as u64) < offset.saturating_add(len))
+    Ok(r as u64)
+}
+
+/// The byte ranges of a file that hold data (not holes), in order. Where the file system
+/// cannot tell, the whole file.
+pub(crate) fn data_extents(file: &File) -> io::Result<Vec<(u64, u64)>> {
+    let len = file.metadata()?.len();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < len {
+        let start = match seek(file, pos, libc::SEEK_DATA) {
+            Ok(d) => d,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => break,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)
+                ) =>
+            {
+                out.push((pos, len));
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        let end = seek(file, start, libc::SEEK_HOLE)?.min(len);
+        if end <= start {
+            break;
+        }
+        out.push((start, end));
+        pos = end;
+    }
+    Ok(out)
+}
+
+/// The slots (of `slot_size` bytes) of a file that hold some data, in order.
+pub(crate) fn slots_with_data(file: &File, slot_size: u64) -> io::Result<Vec<u64>> {
+    let mut out: Vec<u64> = Vec::new();
+    for (start, end) in data_extents(file)? {
+        let first = start / slot_size;
+        let first = match out.last() {
+            Some(&last) if last >= first => last + 1,
+            _ => first,
+        };
+        out.extend(first..end.div_ceil(slot_size));
+    }
+    Ok(out)
 }
 
 /// Takes or releases a `flock` lock, retrying on EINTR.
@@ -153,5 +191,35 @@ pub(crate) fn remove_if_exists(path: &Path) -> io::Result<bool> {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn finds_slots_with_data_and_punches_holes() {
+        let path = std::env::temp_dir().join(format!("reprise-fsutil-{}", std::process::id()));
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        f.set_len(8 * 4096).unwrap();
+        for slot in [1u64, 3, 4] {
+            f.write_all_at(&[7u8; 4096], slot * 4096).unwrap();
+        }
+        assert_eq!(slots_with_data(&f, 4096).unwrap(), vec![1, 3, 4]);
+        punch_hole(&f, 3 * 4096, 4096).unwrap();
+        assert_eq!(slots_with_data(&f, 4096).unwrap(), vec![1, 4]);
+        let mut b = [1u8; 4096];
+        f.read_exact_at(&mut b, 3 * 4096).unwrap();
+        assert!(b.iter().all(|&x| x == 0));
+        drop(f);
+        fs::remove_file(&path).unwrap();
     }
 }

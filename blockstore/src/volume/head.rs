@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::chunk_map::{ChunkLoc, ChunkMap};
 use super::error::VolumeError;
-use super::fsutil::{punch_hole, range_has_data, remove_if_exists};
+use super::fsutil::{punch_hole, remove_if_exists, slots_with_data};
 use super::layer_file::LayerFile;
 use super::layer_index::{self, ChunkState};
 use super::paths::VolumePaths;
@@ -143,15 +143,13 @@ impl HeadLayer {
     /// Punches every free slot that still holds data; returns how many did.
     fn release_unreferenced_data(&mut self, paths: &VolumePaths) -> Result<u64, VolumeError> {
         let cs = u64::from(self.chunk_size);
+        let with_data = slots_with_data(self.file.file(), cs)
+            .map_err(|e| VolumeError::io(&paths.dir, &self.file.path, "seek data", e))?;
         let mut released = 0;
-        for &slot in &self.free {
-            let has = range_has_data(self.file.file(), slot * cs, cs)
-                .map_err(|e| VolumeError::io(&paths.dir, &self.file.path, "seek data", e))?;
-            if has {
-                punch_hole(self.file.file(), slot * cs, cs)
-                    .map_err(|e| VolumeError::io(&paths.dir, &self.file.path, "punch hole", e))?;
-                released += 1;
-            }
+        for slot in with_data.into_iter().filter(|s| self.free.contains(s)) {
+            punch_hole(self.file.file(), slot * cs, cs)
+                .map_err(|e| VolumeError::io(&paths.dir, &self.file.path, "punch hole", e))?;
+            released += 1;
         }
         Ok(released)
     }

@@ -223,7 +223,9 @@ impl ManifestBody {
 
 /// Serializes a manifest (envelope and checksummed body).
 pub(crate) fn encode(body: &ManifestBody) -> Result<Vec<u8>, serde_json::Error> {
-    let body_text = serde_json::to_string_pretty(body)?;
+    // Indented one level so that it lines up inside the envelope (newlines cannot occur
+    // inside JSON strings, so this only changes whitespace between tokens).
+    let body_text = serde_json::to_string_pretty(body)?.replace('\n', "\n  ");
     let crc = crc32fast::hash(body_text.as_bytes());
     let raw = RawValue::from_string(body_text)?;
     let env = EnvelopeOut {
