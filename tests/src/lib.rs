@@ -32,19 +32,25 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Path of a workspace binary, building it first if it is missing.
+/// Path of a workspace binary, built (or brought up to date) once per test process, so a
+/// test never runs a stale binary when only this crate's tests were asked for.
 pub fn binary(package: &str, name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let path = target_dir().join(name);
-    if !path.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", package, "--bin", name])
-            .status()
-            .expect("run cargo build");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", package, "--bin", name]);
+        if target_dir().ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
         assert!(
             status.success(),
             "cargo build -p {package} --bin {name} failed"
         );
+        built.push(name.to_string());
     }
     path
 }

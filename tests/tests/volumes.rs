@@ -17,7 +17,10 @@ const START: u64 = 2048;
 const COUNT: u64 = 512;
 
 fn volume_tool(args: &[&str]) -> String {
-    let out = Command::new(binary("reprise-tools", "reprise-volume")).args(args).output().expect("run reprise-volume");
+    let out = Command::new(binary("reprise-tools", "reprise-volume"))
+        .args(args)
+        .output()
+        .expect("run reprise-volume");
     assert!(
         out.status.success(),
         "reprise-volume {args:?} failed:\n{}{}",
@@ -34,7 +37,12 @@ fn create_volume(scratch: &Scratch, name: &str, size: &str) -> PathBuf {
 }
 
 fn export(dir: &Path, snapshot: Option<&str>, out: &Path) -> Vec<u8> {
-    let mut args = vec!["export-raw", dir.to_str().expect("utf-8"), out.to_str().expect("utf-8"), "--quiet"];
+    let mut args = vec![
+        "export-raw",
+        dir.to_str().expect("utf-8"),
+        out.to_str().expect("utf-8"),
+        "--quiet",
+    ];
     if let Some(s) = snapshot {
         args.extend(["--snapshot", s]);
     }
@@ -48,7 +56,11 @@ fn connect(path: &Path) -> UnixStream {
         if let Ok(s) = UnixStream::connect(path) {
             return s;
         }
-        assert!(Instant::now() < deadline, "console socket {} never accepted", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "console socket {} never accepted",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -56,9 +68,21 @@ fn connect(path: &Path) -> UnixStream {
 /// Starts a VM over the API with one volume drive and the console on a socket.
 fn start_vm(scratch: &Scratch, volume: &Path, args: &str) -> (Reprise, UnixStream) {
     let vm = Reprise::with_api(scratch);
-    vm.api_ok("PUT", "/machine-config", json!({"vcpu_count": 1, "mem_size_mib": 64}));
-    vm.api_ok("PUT", "/boot-source", json!({"kernel_image_path": guest_elf(), "boot_args": args}));
-    vm.api_ok("PUT", "/drives/d0", json!({"drive_id": "d0", "volume_path": volume}));
+    vm.api_ok(
+        "PUT",
+        "/machine-config",
+        json!({"vcpu_count": 1, "mem_size_mib": 64}),
+    );
+    vm.api_ok(
+        "PUT",
+        "/boot-source",
+        json!({"kernel_image_path": guest_elf(), "boot_args": args}),
+    );
+    vm.api_ok(
+        "PUT",
+        "/drives/d0",
+        json!({"drive_id": "d0", "volume_path": volume}),
+    );
     let input = scratch.path("console.sock");
     vm.api_ok(
         "PUT",
@@ -77,7 +101,13 @@ fn range(bytes: &[u8]) -> &[u8] {
 fn nbd_read(scratch: &Scratch, spec: &str, export_name: &str) -> Vec<u8> {
     let sock = scratch.path("nbd.sock");
     let mut server = Command::new(binary("reprise-tools", "reprise-volume"))
-        .args(["serve-nbd", "--read-only", "--socket", sock.to_str().expect("utf-8"), spec])
+        .args([
+            "serve-nbd",
+            "--read-only",
+            "--socket",
+            sock.to_str().expect("utf-8"),
+            spec,
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("serve-nbd");
@@ -89,7 +119,15 @@ fn nbd_read(scratch: &Scratch, spec: &str, export_name: &str) -> Vec<u8> {
     let out = scratch.path("nbd-read.raw");
     let url = format!("nbd+unix:///{export_name}?socket={}", sock.display());
     let status = Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", "raw", &url, out.to_str().expect("utf-8")])
+        .args([
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "raw",
+            &url,
+            out.to_str().expect("utf-8"),
+        ])
         .status()
         .expect("qemu-img (Debian package qemu-utils)");
     let _ = server.kill();
@@ -104,7 +142,9 @@ fn snapshot_mid_run_holds_that_moment_and_its_clone_boots_with_it() {
     let scratch = Scratch::new("vol-snap");
     let volume = create_volume(&scratch, "data", "32M");
     let seed = 4242;
-    let args = format!("workload=blk-rounds blk.wait=1 seed={seed} blk.sector={START} blk.sectors={COUNT}");
+    let args = format!(
+        "workload=blk-rounds blk.wait=1 seed={seed} blk.sector={START} blk.sectors={COUNT}"
+    );
     let (mut vm, mut console) = start_vm(&scratch, &volume, &args);
     vm.wait_serial("blk-rounds: round=0 done", Duration::from_secs(30));
     console.write_all(b"next\n").expect("console");
@@ -117,7 +157,10 @@ fn snapshot_mid_run_holds_that_moment_and_its_clone_boots_with_it() {
     assert_eq!(list.expect("list").as_array().map(Vec::len), Some(1));
     // A second snapshot with the same name is refused.
     let (status, _) = vm.api("PUT", "/drives/d0/snapshots/after-round-1", None);
-    assert!((400..500).contains(&status), "duplicate snapshot name gave {status}");
+    assert!(
+        (400..500).contains(&status),
+        "duplicate snapshot name gave {status}"
+    );
     console.write_all(b"next\n").expect("console");
     vm.wait_serial("blk-rounds: round=2 done", Duration::from_secs(30));
     console.write_all(b"quit\n").expect("console");
@@ -128,8 +171,14 @@ fn snapshot_mid_run_holds_that_moment_and_its_clone_boots_with_it() {
     let snap = nbd_read(&scratch, &spec, "data@after-round-1");
     assert_eq!(snap.len() as u64, 32 << 20);
     let round1 = pattern_bytes(seed + 1, START * SECTOR, (COUNT * SECTOR) as usize);
-    assert!(range(&snap) == &round1[..], "snapshot does not hold round 1");
-    assert!(snap[..(START * SECTOR) as usize].iter().all(|&b| b == 0), "bytes before the range changed");
+    assert!(
+        range(&snap) == &round1[..],
+        "snapshot does not hold round 1"
+    );
+    assert!(
+        snap[..(START * SECTOR) as usize].iter().all(|&b| b == 0),
+        "bytes before the range changed"
+    );
 
     // Stop the VMM (releases the writer lock); the live volume holds round 2.
     // SAFETY: signalling the child this test started.
@@ -141,7 +190,12 @@ fn snapshot_mid_run_holds_that_moment_and_its_clone_boots_with_it() {
 
     // A clone of the snapshot boots with the round-1 bytes.
     let clone = scratch.path("store").join("volumes").join("data-clone");
-    volume_tool(&["clone", volume.to_str().expect("utf-8"), "after-round-1", clone.to_str().expect("utf-8")]);
+    volume_tool(&[
+        "clone",
+        volume.to_str().expect("utf-8"),
+        "after-round-1",
+        clone.to_str().expect("utf-8"),
+    ]);
     let scratch2 = Scratch::new("vol-clone");
     let cfg = json!({
         "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
@@ -151,12 +205,29 @@ fn snapshot_mid_run_holds_that_moment_and_its_clone_boots_with_it() {
         "serial": {"output": format!("file:{}", scratch2.path("serial.log").display())},
     });
     let path = write_config(&scratch2, &cfg);
-    let mut cvm = Reprise::spawn(&["--config-file", path.to_str().expect("utf-8")], None, scratch2.path("serial.log"));
-    assert!(cvm.wait_exit(Duration::from_secs(60)).success(), "{}\n{}", cvm.serial(), cvm.stderr());
+    let mut cvm = Reprise::spawn(
+        &["--config-file", path.to_str().expect("utf-8")],
+        None,
+        scratch2.path("serial.log"),
+    );
+    assert!(
+        cvm.wait_exit(Duration::from_secs(60)).success(),
+        "{}\n{}",
+        cvm.serial(),
+        cvm.stderr()
+    );
     let expected = format!("blk0: read crc32={:08x}\n", crc32fast::hash(&round1));
-    assert!(cvm.serial().contains(&expected), "want {expected:?} in\n{}", cvm.serial());
+    assert!(
+        cvm.serial().contains(&expected),
+        "want {expected:?} in\n{}",
+        cvm.serial()
+    );
     // The clone's writes did not reach the source or its snapshot.
-    let snap_again = export(&volume, Some("after-round-1"), &scratch.path("snap-again.raw"));
+    let snap_again = export(
+        &volume,
+        Some("after-round-1"),
+        &scratch.path("snap-again.raw"),
+    );
     assert!(range(&snap_again) == &round1[..]);
 }
 
@@ -168,12 +239,26 @@ fn online_grow_reaches_the_running_guest() {
     let (mut vm, _console) = start_vm(&scratch, &volume, "workload=blk-resize seed=5");
     vm.wait_serial("blk-resize: capacity=32768", Duration::from_secs(30));
     // Shrinking without permission is refused by name; growing is instant.
-    let (status, body) = vm.api("PATCH", "/drives/d0", Some(json!({"drive_id": "d0", "size_bytes": 8 << 20})));
+    let (status, body) = vm.api(
+        "PATCH",
+        "/drives/d0",
+        Some(json!({"drive_id": "d0", "size_bytes": 8 << 20})),
+    );
     assert_eq!(status, 400, "{body:?}");
-    assert!(body.expect("error")["fault_message"].as_str().unwrap_or("").contains("allow_shrink"));
-    vm.api_ok("PATCH", "/drives/d0", json!({"drive_id": "d0", "size_bytes": 48 << 20}));
+    assert!(body.expect("error")["fault_message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("allow_shrink"));
+    vm.api_ok(
+        "PATCH",
+        "/drives/d0",
+        json!({"drive_id": "d0", "size_bytes": 48 << 20}),
+    );
     let serial = vm.wait_serial("blk-resize: last sector", Duration::from_secs(30));
-    assert!(serial.contains("blk-resize: resized capacity=98304\n"), "{serial}");
+    assert!(
+        serial.contains("blk-resize: resized capacity=98304\n"),
+        "{serial}"
+    );
     assert!(serial.contains("blk-resize: last sector ok\n"), "{serial}");
     let (_, status) = vm.api("GET", "/drives/d0", None);
     let status = status.expect("status");
@@ -188,16 +273,39 @@ fn raw_image_grows_online_too() {
     let img = scratch.path("disk.img");
     std::fs::write(&img, vec![0u8; 4 << 20]).expect("image");
     let vm = Reprise::with_api(&scratch);
-    vm.api_ok("PUT", "/machine-config", json!({"vcpu_count": 1, "mem_size_mib": 64}));
-    vm.api_ok("PUT", "/boot-source", json!({"kernel_image_path": guest_elf(), "boot_args": "workload=blk-resize"}));
-    vm.api_ok("PUT", "/drives/d0", json!({"drive_id": "d0", "path_on_host": img}));
-    vm.api_ok("PUT", "/serial", json!({"output": format!("file:{}", vm.serial_log.display())}));
+    vm.api_ok(
+        "PUT",
+        "/machine-config",
+        json!({"vcpu_count": 1, "mem_size_mib": 64}),
+    );
+    vm.api_ok(
+        "PUT",
+        "/boot-source",
+        json!({"kernel_image_path": guest_elf(), "boot_args": "workload=blk-resize"}),
+    );
+    vm.api_ok(
+        "PUT",
+        "/drives/d0",
+        json!({"drive_id": "d0", "path_on_host": img}),
+    );
+    vm.api_ok(
+        "PUT",
+        "/serial",
+        json!({"output": format!("file:{}", vm.serial_log.display())}),
+    );
     vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
     let mut vm = vm;
     vm.wait_serial("blk-resize: capacity=8192", Duration::from_secs(30));
-    vm.api_ok("PATCH", "/drives/d0", json!({"drive_id": "d0", "size_bytes": 6 << 20}));
+    vm.api_ok(
+        "PATCH",
+        "/drives/d0",
+        json!({"drive_id": "d0", "size_bytes": 6 << 20}),
+    );
     let serial = vm.wait_serial("blk-resize: last sector", Duration::from_secs(30));
-    assert!(serial.contains("blk-resize: resized capacity=12288\nblk-resize: last sector ok\n"), "{serial}");
+    assert!(
+        serial.contains("blk-resize: resized capacity=12288\nblk-resize: last sector ok\n"),
+        "{serial}"
+    );
     assert_eq!(std::fs::metadata(&img).expect("image").len(), 6 << 20);
 }
 
@@ -207,11 +315,23 @@ fn limits_change_while_the_guest_runs() {
     let scratch = Scratch::new("vol-limits");
     let volume = create_volume(&scratch, "lim", "16M");
     let vm = Reprise::with_api(&scratch);
-    vm.api_ok("PUT", "/machine-config", json!({"vcpu_count": 1, "mem_size_mib": 64}));
+    vm.api_ok(
+        "PUT",
+        "/machine-config",
+        json!({"vcpu_count": 1, "mem_size_mib": 64}),
+    );
     vm.api_ok("PUT", "/boot-source", json!({"kernel_image_path": guest_elf(), "boot_args": "workload=blk-rate blk.ops=400 blk.rw=read"}));
     let slow = json!({"iops": {"rate": 100, "burst": 10}});
-    vm.api_ok("PUT", "/drives/d0", json!({"drive_id": "d0", "volume_path": volume, "limits": slow}));
-    vm.api_ok("PUT", "/serial", json!({"output": format!("file:{}", vm.serial_log.display())}));
+    vm.api_ok(
+        "PUT",
+        "/drives/d0",
+        json!({"drive_id": "d0", "volume_path": volume, "limits": slow}),
+    );
+    vm.api_ok(
+        "PUT",
+        "/serial",
+        json!({"output": format!("file:{}", vm.serial_log.display())}),
+    );
     vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
     let mut vm = vm;
     vm.wait_serial("tsc: khz=", Duration::from_secs(30));
@@ -219,22 +339,40 @@ fn limits_change_while_the_guest_runs() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, s) = vm.api("GET", "/drives/d0", None);
-        if s.expect("status")["counters"]["throttled"].as_u64().unwrap_or(0) > 0 {
+        if s.expect("status")["counters"]["throttled"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+        {
             break;
         }
         assert!(Instant::now() < deadline, "the limit never held the queue");
         std::thread::sleep(Duration::from_millis(20));
     }
     let fast = json!({"iops": {"rate": 100000, "burst": 1000}});
-    vm.api_ok("PATCH", "/drives/d0", json!({"drive_id": "d0", "limits": fast}));
+    vm.api_ok(
+        "PATCH",
+        "/drives/d0",
+        json!({"drive_id": "d0", "limits": fast}),
+    );
     let (_, s) = vm.api("GET", "/drives/d0", None);
     assert_eq!(s.expect("status")["limits"], fast);
     let serial = vm.wait_serial("blk-rate: ops=400", Duration::from_secs(30));
     // Under the first bucket alone, 400 requests need (400 - 10) / 100 = 3.9 s of guest time.
-    let khz: f64 = lines_with(&serial, "tsc: khz=")[0]["tsc: khz=".len()..].parse().expect("khz");
-    let cycles: f64 = lines_with(&serial, "blk-rate: ")[0].split("cycles=").nth(1).expect("cycles").parse().expect("cycles");
+    let khz: f64 = lines_with(&serial, "tsc: khz=")[0]["tsc: khz=".len()..]
+        .parse()
+        .expect("khz");
+    let cycles: f64 = lines_with(&serial, "blk-rate: ")[0]
+        .split("cycles=")
+        .nth(1)
+        .expect("cycles")
+        .parse()
+        .expect("cycles");
     let secs = cycles / (khz * 1e3);
-    assert!(secs < 3.9, "the raised limit did not take effect: {secs:.2} s");
+    assert!(
+        secs < 3.9,
+        "the raised limit did not take effect: {secs:.2} s"
+    );
 }
 
 #[test]
@@ -254,7 +392,11 @@ fn writer_killed_at_random_points_leaves_a_clean_volume_with_every_flushed_write
             "serial": {"output": format!("file:{}", run.path("serial.log").display())},
         });
         let path = write_config(&run, &cfg);
-        let mut vm = Reprise::spawn(&["--config-file", path.to_str().expect("utf-8")], None, run.path("serial.log"));
+        let mut vm = Reprise::spawn(
+            &["--config-file", path.to_str().expect("utf-8")],
+            None,
+            run.path("serial.log"),
+        );
         vm.wait_serial("blk-rounds: round=0 done", Duration::from_secs(30));
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -265,9 +407,17 @@ fn writer_killed_at_random_points_leaves_a_clean_volume_with_every_flushed_write
         let serial = vm.serial();
         let last_done: u64 = lines_with(&serial, "blk-rounds: round=")
             .iter()
-            .filter_map(|l| l.trim_start_matches("blk-rounds: round=").trim_end_matches(" done").parse().ok())
+            .filter_map(|l| {
+                l.trim_start_matches("blk-rounds: round=")
+                    .trim_end_matches(" done")
+                    .parse()
+                    .ok()
+            })
             .max()
             .expect("a completed round");
+        // Reopen as the writer would (which repairs what an interruption leaves, such as
+        // slots written after the last flush), then check every chunk.
+        volume_tool(&["check", volume.to_str().expect("utf-8"), "--repair"]);
         let out = volume_tool(&["check", volume.to_str().expect("utf-8"), "--data"]);
         assert!(out.contains("clean"), "iteration {iteration}: {out}");
         let data = export(&volume, None, &run.path("after.raw"));
@@ -275,7 +425,13 @@ fn writer_killed_at_random_points_leaves_a_clean_volume_with_every_flushed_write
         // prints "done" right after its flush completes, so at most one more flush may
         // have completed unreported, and one more round may have been in flight.
         let rounds: Vec<Vec<u8>> = (0..3)
-            .map(|k| pattern_bytes(seed + last_done + k, START * SECTOR, (COUNT * SECTOR) as usize))
+            .map(|k| {
+                pattern_bytes(
+                    seed + last_done + k,
+                    START * SECTOR,
+                    (COUNT * SECTOR) as usize,
+                )
+            })
             .collect();
         for (i, sector) in range(&data).chunks(SECTOR as usize).enumerate() {
             let at = i * SECTOR as usize..(i + 1) * SECTOR as usize;

@@ -227,7 +227,13 @@ fn open_export(spec: &str, read_only: bool) -> Result<(String, VolumeExport), St
     Ok((name, VolumeExport(volume)))
 }
 
-fn serve(volumes: &[String], socket: Option<PathBuf>, tcp: Option<SocketAddr>, allow_remote: bool, read_only: bool) -> Result<(), String> {
+fn serve(
+    volumes: &[String],
+    socket: Option<PathBuf>,
+    tcp: Option<SocketAddr>,
+    allow_remote: bool,
+    read_only: bool,
+) -> Result<(), String> {
     if socket.is_none() && tcp.is_none() {
         return Err("give --socket PATH and/or --tcp 127.0.0.1:PORT".into());
     }
@@ -288,36 +294,88 @@ fn unsafe_sigset() -> libc::sigset_t {
 /// Runs one command; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32, String> {
     match cli.command {
-        Command::Create { volume, size, chunk_size } => {
-            let v = Volume::create(&volume, &CreateOptions { size, chunk_size: chunk(chunk_size)? })
-                .map_err(|e| e.to_string())?;
-            println!("created {} ({}, chunk {})", volume.display(), human(v.size()), human(u64::from(v.chunk_size())));
+        Command::Create {
+            volume,
+            size,
+            chunk_size,
+        } => {
+            let v = Volume::create(
+                &volume,
+                &CreateOptions {
+                    size,
+                    chunk_size: chunk(chunk_size)?,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            println!(
+                "created {} ({}, chunk {})",
+                volume.display(),
+                human(v.size()),
+                human(u64::from(v.chunk_size()))
+            );
         }
         Command::Info { volume, json } => {
-            let info = Volume::open_read_only(&volume).map_err(|e| e.to_string())?.info();
+            let info = Volume::open_read_only(&volume)
+                .map_err(|e| e.to_string())?
+                .info();
             if json {
                 print_json(&info)?;
             } else {
                 println!("volume {} ({})", info.name, info.dir.display());
-                println!("  size {} ({} bytes), chunk {}", human(info.size), info.size, human(u64::from(info.chunk_size)));
-                println!("  allocated {} in {} chunks", human(info.allocated_bytes), info.allocated_chunks);
+                println!(
+                    "  size {} ({} bytes), chunk {}",
+                    human(info.size),
+                    info.size,
+                    human(u64::from(info.chunk_size))
+                );
+                println!(
+                    "  allocated {} in {} chunks",
+                    human(info.allocated_bytes),
+                    info.allocated_chunks
+                );
                 println!("  layers ({}), bottom to top:", info.layers.len());
                 for l in &info.layers {
                     let head = if l.head { " (head)" } else { "" };
-                    println!("    {}{head}: {} data chunks, {} zero chunks, {} on disk", l.id, l.data_chunks, l.zero_chunks, human(l.bytes_on_disk));
+                    println!(
+                        "    {}{head}: {} data chunks, {} zero chunks, {} on disk",
+                        l.id,
+                        l.data_chunks,
+                        l.zero_chunks,
+                        human(l.bytes_on_disk)
+                    );
                 }
-                println!("  snapshots: {}", info.snapshots.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "));
+                println!(
+                    "  snapshots: {}",
+                    info.snapshots
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
                 if !info.limits.is_unlimited() {
-                    println!("  limits: {}", serde_json::to_string(&info.limits).unwrap_or_default());
+                    println!(
+                        "  limits: {}",
+                        serde_json::to_string(&info.limits).unwrap_or_default()
+                    );
                 }
             }
         }
         Command::Snapshot { volume, name } => {
-            let s = Volume::open(&volume).map_err(|e| e.to_string())?.snapshot(&name).map_err(|e| e.to_string())?;
-            println!("snapshot {} of {} ({})", s.name, volume.display(), human(s.size));
+            let s = Volume::open(&volume)
+                .map_err(|e| e.to_string())?
+                .snapshot(&name)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "snapshot {} of {} ({})",
+                s.name,
+                volume.display(),
+                human(s.size)
+            );
         }
         Command::Snapshots { volume, json } => {
-            let list = Volume::open_read_only(&volume).map_err(|e| e.to_string())?.snapshots();
+            let list = Volume::open_read_only(&volume)
+                .map_err(|e| e.to_string())?
+                .snapshots();
             if json {
                 print_json(&list)?;
             } else {
@@ -327,16 +385,41 @@ pub fn run(cli: Cli) -> Result<i32, String> {
             }
         }
         Command::DeleteSnapshot { volume, name } => {
-            Volume::open(&volume).map_err(|e| e.to_string())?.delete_snapshot(&name).map_err(|e| e.to_string())?;
+            Volume::open(&volume)
+                .map_err(|e| e.to_string())?
+                .delete_snapshot(&name)
+                .map_err(|e| e.to_string())?;
             println!("deleted snapshot {name} of {}", volume.display());
         }
-        Command::Clone { source, snapshot, target } => {
-            let v = Volume::clone_from_snapshot(&source, &snapshot, &target).map_err(|e| e.to_string())?;
-            println!("cloned {}@{snapshot} to {} ({})", source.display(), target.display(), human(v.size()));
+        Command::Clone {
+            source,
+            snapshot,
+            target,
+        } => {
+            let v = Volume::clone_from_snapshot(&source, &snapshot, &target)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "cloned {}@{snapshot} to {} ({})",
+                source.display(),
+                target.display(),
+                human(v.size())
+            );
         }
-        Command::Resize { volume, size, allow_shrink, discard_data } => {
+        Command::Resize {
+            volume,
+            size,
+            allow_shrink,
+            discard_data,
+        } => {
             let mut v = Volume::open(&volume).map_err(|e| e.to_string())?;
-            v.resize(size, &ResizeOptions { allow_shrink, discard_data }).map_err(|e| e.to_string())?;
+            v.resize(
+                size,
+                &ResizeOptions {
+                    allow_shrink,
+                    discard_data,
+                },
+            )
+            .map_err(|e| e.to_string())?;
             println!("{} is now {}", volume.display(), human(v.size()));
         }
         Command::Limits(args) => {
@@ -354,33 +437,88 @@ pub fn run(cli: Cli) -> Result<i32, String> {
             };
             let mut v = Volume::open(&args.volume).map_err(|e| e.to_string())?;
             v.set_limits(limits).map_err(|e| e.to_string())?;
-            println!("limits of {}: {}", args.volume.display(), serde_json::to_string(&limits).unwrap_or_default());
+            println!(
+                "limits of {}: {}",
+                args.volume.display(),
+                serde_json::to_string(&limits).unwrap_or_default()
+            );
         }
-        Command::ImportRaw { image, volume, chunk_size, quiet } => {
+        Command::ImportRaw {
+            image,
+            volume,
+            chunk_size,
+            quiet,
+        } => {
             let stats = transfer::import_raw(&image, &volume, chunk(chunk_size)?, !quiet)?;
-            println!("imported {} into {} ({} of data)", image.display(), volume.display(), human(stats.written));
+            println!(
+                "imported {} into {} ({} of data)",
+                image.display(),
+                volume.display(),
+                human(stats.written)
+            );
         }
-        Command::ExportRaw { volume, image, snapshot, quiet } => {
+        Command::ExportRaw {
+            volume,
+            image,
+            snapshot,
+            quiet,
+        } => {
             let stats = transfer::export_raw(&volume, snapshot.as_deref(), &image, !quiet)?;
-            println!("exported {} to {} ({} of data)", volume.display(), image.display(), human(stats.written));
+            println!(
+                "exported {} to {} ({} of data)",
+                volume.display(),
+                image.display(),
+                human(stats.written)
+            );
         }
-        Command::Check { volume, data, repair, json } => {
-            let report = if repair { Volume::repair(&volume) } else { Volume::check(&volume, data) }
-                .map_err(|e| e.to_string())?;
-            if json {
-                print_json(&report)?;
+        Command::Check {
+            volume,
+            data,
+            repair,
+            json,
+        } => {
+            let repaired = if repair {
+                Some(Volume::repair(&volume).map_err(|e| e.to_string())?)
             } else {
-                for p in &report.problems {
-                    println!("problem: {}: {}{}", p.file.display(), p.problem, if p.repairable { " (repairable)" } else { "" });
-                }
-                for r in &report.repaired {
+                None
+            };
+            // After a repair, check again: the verdict is about the volume as it is now.
+            let report = Volume::check(&volume, data).map_err(|e| e.to_string())?;
+            if json {
+                print_json(&serde_json::json!({"repair": repaired, "check": report}))?;
+            } else {
+                for r in repaired.iter().flat_map(|r| &r.repaired) {
                     println!("repaired: {r}");
                 }
-                println!("{}: {} layers checked, {} chunks verified, {}", volume.display(), report.layers_checked, report.chunks_verified, if report.is_clean() { "clean" } else { "PROBLEMS FOUND" });
+                for p in &report.problems {
+                    let fix = if p.repairable {
+                        " (repairable with --repair)"
+                    } else {
+                        ""
+                    };
+                    println!("problem: {}: {}{fix}", p.file.display(), p.problem);
+                }
+                let verdict = if report.is_clean() {
+                    "clean"
+                } else {
+                    "PROBLEMS FOUND"
+                };
+                println!(
+                    "{}: {} layers checked, {} chunks verified, {verdict}",
+                    volume.display(),
+                    report.layers_checked,
+                    report.chunks_verified
+                );
             }
             return Ok(if report.is_clean() { 0 } else { 1 });
         }
-        Command::ServeNbd { volumes, socket, tcp, allow_remote, read_only } => {
+        Command::ServeNbd {
+            volumes,
+            socket,
+            tcp,
+            allow_remote,
+            read_only,
+        } => {
             serve(&volumes, socket, tcp, allow_remote, read_only)?;
         }
     }

@@ -41,13 +41,26 @@ fn is_zero(buf: &[u8]) -> bool {
 }
 
 /// Creates the volume `dir` from the raw image `image`.
-pub fn import_raw(image: &Path, dir: &Path, chunk_size: u32, progress: bool) -> Result<CopyStats, String> {
-    let mut file = File::open(image).map_err(|e| format!("cannot open raw image {}: {e}", image.display()))?;
-    let size = file.metadata().map_err(|e| format!("raw image {}: {e}", image.display()))?.len();
+pub fn import_raw(
+    image: &Path,
+    dir: &Path,
+    chunk_size: u32,
+    progress: bool,
+) -> Result<CopyStats, String> {
+    let mut file =
+        File::open(image).map_err(|e| format!("cannot open raw image {}: {e}", image.display()))?;
+    let size = file
+        .metadata()
+        .map_err(|e| format!("raw image {}: {e}", image.display()))?
+        .len();
     if size == 0 || !size.is_multiple_of(512) {
-        return Err(format!("raw image {}: {size} bytes is not a positive multiple of 512", image.display()));
+        return Err(format!(
+            "raw image {}: {size} bytes is not a positive multiple of 512",
+            image.display()
+        ));
     }
-    let mut volume = Volume::create(dir, &CreateOptions { size, chunk_size }).map_err(|e| e.to_string())?;
+    let mut volume =
+        Volume::create(dir, &CreateOptions { size, chunk_size }).map_err(|e| e.to_string())?;
     let piece = (chunk_size as usize).clamp(512, BLOCK);
     let bar = bar(size, progress, "import");
     let mut buf = vec![0u8; BLOCK];
@@ -55,7 +68,8 @@ pub fn import_raw(image: &Path, dir: &Path, chunk_size: u32, progress: bool) -> 
     let mut offset = 0u64;
     while offset < size {
         let n = (size - offset).min(BLOCK as u64) as usize;
-        file.read_exact(&mut buf[..n]).map_err(|e| format!("reading {} at {offset}: {e}", image.display()))?;
+        file.read_exact(&mut buf[..n])
+            .map_err(|e| format!("reading {} at {offset}: {e}", image.display()))?;
         for (i, part) in buf[..n].chunks(piece).enumerate() {
             if !is_zero(part) {
                 let at = offset + (i * piece) as u64;
@@ -73,7 +87,12 @@ pub fn import_raw(image: &Path, dir: &Path, chunk_size: u32, progress: bool) -> 
 
 /// Writes the volume `dir` (or one of its snapshots) to the raw image `out`, through a
 /// temporary file renamed into place when complete.
-pub fn export_raw(dir: &Path, snapshot: Option<&str>, out: &Path, progress: bool) -> Result<CopyStats, String> {
+pub fn export_raw(
+    dir: &Path,
+    snapshot: Option<&str>,
+    out: &Path,
+    progress: bool,
+) -> Result<CopyStats, String> {
     let mut volume = match snapshot {
         Some(name) => Volume::open_snapshot(dir, name),
         None => Volume::open_read_only(dir),
@@ -87,23 +106,29 @@ pub fn export_raw(dir: &Path, snapshot: Option<&str>, out: &Path, progress: bool
         .truncate(true)
         .open(&tmp)
         .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    file.set_len(size).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    file.set_len(size)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
     let bar = bar(size, progress, "export");
     let mut buf = vec![0u8; BLOCK];
     let mut stats = CopyStats { size, written: 0 };
     let mut offset = 0u64;
     while offset < size {
         let n = (size - offset).min(BLOCK as u64) as usize;
-        volume.read_at(offset, &mut buf[..n]).map_err(|e| e.to_string())?;
+        volume
+            .read_at(offset, &mut buf[..n])
+            .map_err(|e| e.to_string())?;
         if !is_zero(&buf[..n]) {
-            file.write_all_at(&buf[..n], offset).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+            file.write_all_at(&buf[..n], offset)
+                .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
             stats.written += n as u64;
         }
         offset += n as u64;
         bar.set_position(offset);
     }
-    file.sync_all().map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, out).map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), out.display()))?;
+    file.sync_all()
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, out)
+        .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), out.display()))?;
     bar.finish_and_clear();
     Ok(stats)
 }
