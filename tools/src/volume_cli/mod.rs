@@ -239,9 +239,12 @@ fn serve(
     }
     let mut builder = NbdServer::builder().allow_remote(allow_remote);
     let mut names = Vec::new();
+    let mut exports = Vec::new();
     for spec in volumes {
         let (name, export) = open_export(spec, read_only)?;
-        builder = builder.export(&name, Arc::new(Mutex::new(export)));
+        let export = Arc::new(Mutex::new(export));
+        builder = builder.export(&name, export.clone());
+        exports.push(export);
         names.push(name);
     }
     if let [only] = names.as_slice() {
@@ -266,6 +269,13 @@ fn serve(
     }
     wait_for_termination();
     server.shutdown();
+    // Writes a client did not flush still become durable on an orderly stop.
+    for export in exports {
+        let mut e = export.lock().unwrap_or_else(|p| p.into_inner());
+        if !e.0.read_only() {
+            e.0.flush().map_err(|e| e.to_string())?;
+        }
+    }
     Ok(())
 }
 
