@@ -199,7 +199,7 @@ pub struct GuestSpec<'a> {
     pub mem_mib: u64,
     /// vCPUs.
     pub vcpus: u8,
-    /// Raw disk images, in order.
+    /// Disks, in order: raw image files, or block-store volume directories (Reprise only).
     pub disks: Vec<PathBuf>,
     /// Optional datagram network.
     pub net: Option<DgramNet>,
@@ -211,7 +211,15 @@ pub fn reprise_command(spec: &GuestSpec<'_>, dir: &Path) -> Result<Command, RunE
         .disks
         .iter()
         .enumerate()
-        .map(|(i, p)| serde_json::json!({"drive_id": format!("disk{i}"), "path_on_host": p}))
+        .map(|(i, p)| {
+            // A directory is a block-store volume; a file is a raw image.
+            let key = if p.is_dir() {
+                "volume_path"
+            } else {
+                "path_on_host"
+            };
+            serde_json::json!({"drive_id": format!("disk{i}"), key: p})
+        })
         .collect();
     let nets: Vec<serde_json::Value> = spec
         .net

@@ -2,6 +2,7 @@
 
 pub mod api_client;
 pub mod bench;
+pub mod bench_volumes;
 pub mod ctl;
 pub mod guest_run;
 pub mod volume_cli;

@@ -26,6 +26,19 @@ struct Args {
     /// Measure Reprise only.
     #[arg(long)]
     no_qemu: bool,
+    /// Which benchmarks: `vm` (boot, virtio-blk, virtio-net vs QEMU), `volumes` (block
+    /// store), or `all`.
+    #[arg(long, default_value = "all")]
+    suite: String,
+    /// Layers of the deep volume in the block-store comparison.
+    #[arg(long, default_value_t = 20)]
+    deep_layers: u32,
+    /// Size of the volume snapshotted and cloned, in GiB.
+    #[arg(long, default_value_t = 10)]
+    big_gib: u64,
+    /// Data written to it before, in GiB.
+    #[arg(long, default_value_t = 4)]
+    big_written_gib: u64,
 }
 
 fn ratio(a: f64, b: Option<f64>) -> String {
@@ -42,6 +55,74 @@ fn run(args: Args) -> Result<(), String> {
     let kernel = guest_image::guest_elf();
     let dir = std::env::temp_dir().join(format!("reprise-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let result = match args.suite.as_str() {
+        "vm" => vm_suite(&args, kernel, &dir),
+        "volumes" => volume_suite(&args, kernel, &dir),
+        "all" => vm_suite(&args, kernel, &dir).and_then(|()| volume_suite(&args, kernel, &dir)),
+        other => Err(format!("--suite {other:?}: use vm, volumes or all")),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn volume_suite(
+    args: &Args,
+    kernel: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<(), String> {
+    use reprise_tools::bench_volumes::{disk_comparison, nbd_read_rates, snapshot_clone_ms};
+    println!("\n## Block store: guest virtio-blk (QD1) on a raw image vs volumes, {} MiB sequential, {} random 4 KiB", args.blk_mib, args.blk_ops);
+    let disks = disk_comparison(kernel, dir, args.blk_mib, args.blk_ops, args.deep_layers)?;
+    print!("| test |");
+    for d in &disks {
+        print!(" {} |", d.label);
+    }
+    println!();
+    println!("|---|{}", "---|".repeat(disks.len()));
+    for (i, raw) in disks[0].figures.iter().enumerate() {
+        let unit = if raw.test.starts_with("seq") {
+            "MiB/s"
+        } else {
+            "IOPS"
+        };
+        let value =
+            |f: &reprise_tools::bench::BlkFigure| if unit == "IOPS" { f.iops } else { f.mib_per_s };
+        print!("| {} ({unit}) | {:.0} |", raw.test, value(raw));
+        for d in &disks[1..] {
+            match d.figures.get(i) {
+                Some(f) => print!(" {:.0} ({:.2}) |", value(f), value(f) / value(raw)),
+                None => print!(" - |"),
+            }
+        }
+        println!();
+    }
+    println!("\n(ratios to the raw image in parentheses)");
+    let store = dir.join("big-store");
+    let (snap_ms, clone_ms) =
+        snapshot_clone_ms(&store, args.big_gib << 30, args.big_written_gib << 30)?;
+    let (empty_snap, empty_clone) =
+        snapshot_clone_ms(&dir.join("empty-store"), args.big_gib << 30, 0)?;
+    println!("\n## Snapshot and clone of a {} GiB volume", args.big_gib);
+    println!("| volume | snapshot ms | clone ms |\n|---|---|---|");
+    println!(
+        "| {} GiB written | {snap_ms:.2} | {clone_ms:.2} |",
+        args.big_written_gib
+    );
+    println!("| empty | {empty_snap:.2} | {empty_clone:.2} |");
+    let tool = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .with_file_name("reprise-volume");
+    let (vol_rate, kit_rate) = nbd_read_rates(&tool, dir, 512)?;
+    println!("\n## NBD read with nbdcopy (512 MiB to null:)");
+    println!("| server | MiB/s |\n|---|---|");
+    println!(
+        "| reprise-volume serve-nbd | {vol_rate:.0} |\n| nbdkit memory plugin | {kit_rate:.0} |"
+    );
+    println!("\nReprise / nbdkit ratio: {:.2}", vol_rate / kit_rate);
+    Ok(())
+}
+
+fn vm_suite(args: &Args, kernel: &std::path::Path, dir: &std::path::Path) -> Result<(), String> {
     let with_qemu = !args.no_qemu && qemu_available();
     if !args.no_qemu && !with_qemu {
         eprintln!("qemu-system-x86_64 not found: measuring Reprise only");
@@ -60,7 +141,7 @@ fn run(args: Args) -> Result<(), String> {
     println!("| VMM | median ms | min ms | max ms |\n|---|---|---|---|");
     let mut boot = Vec::new();
     for &v in &vmms {
-        let mut s = boot_times(v, kernel, &dir, args.runs).map_err(|e| e.to_string())?;
+        let mut s = boot_times(v, kernel, dir, args.runs).map_err(|e| e.to_string())?;
         let m = median(&mut s);
         println!(
             "| {} | {m:.2} | {:.2} | {:.2} |",
@@ -84,7 +165,7 @@ fn run(args: Args) -> Result<(), String> {
             .and_then(|f| f.set_len((args.blk_mib + 16) << 20))
             .map_err(|e| e.to_string())?;
         figures.push(
-            blk_bench(v, kernel, &dir, &disk, args.blk_mib, args.blk_ops)
+            blk_bench(v, kernel, dir, &disk, args.blk_mib, args.blk_ops)
                 .map_err(|e| e.to_string())?,
         );
         let _ = std::fs::remove_file(&disk);
@@ -109,7 +190,7 @@ fn run(args: Args) -> Result<(), String> {
     println!("| VMM | round trips/s |\n|---|---|");
     let mut net = Vec::new();
     for &v in &vmms {
-        let r = net_echo_rate(v, kernel, &dir, args.net_rounds).map_err(|e| e.to_string())?;
+        let r = net_echo_rate(v, kernel, dir, args.net_rounds).map_err(|e| e.to_string())?;
         println!("| {} | {r:.0} |", v.name());
         net.push(r);
     }
