@@ -198,7 +198,6 @@ fn vm_suite(args: &Args, kernel: &std::path::Path, dir: &std::path::Path) -> Res
         "\nReprise / QEMU echo rate ratio: {}",
         ratio(net[0], net.get(1).copied())
     );
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
