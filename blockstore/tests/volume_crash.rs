@@ -158,16 +158,25 @@ fn killed_writers_lose_nothing_flushed() {
         .unwrap(),
     );
     let exe = std::env::current_exe().unwrap();
-    let mut rng = Rng(42);
+    // `REPRISE_CRASH_SEED` and `REPRISE_CRASH_ITERATIONS` vary the run (for soaking).
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let base_seed = env("REPRISE_CRASH_SEED", 42);
+    let iterations = env("REPRISE_CRASH_ITERATIONS", 30);
+    let mut rng = Rng(base_seed);
     let mut model = vec![0u8; SIZE as usize];
     // Snapshot name -> contents; `None` while unknown (interrupted creation).
     let mut snaps: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut total_rounds = 0usize;
-    for iter in 0..30u64 {
+    for iter in 0..iterations {
         let mut child = Command::new(&exe)
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env(DIR_ENV, &dir)
-            .env(SEED_ENV, iter.to_string())
+            .env(SEED_ENV, (base_seed * 1000 + iter).to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

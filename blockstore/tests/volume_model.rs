@@ -2,7 +2,7 @@
 //! clones, every read checked against a plain in-memory model.
 //!
 //! `REPRISE_MODEL_SEED=<n>` runs only the case with that seed; `REPRISE_MODEL_CASES=<n>`
-//! changes the number of cases.
+//! and `REPRISE_MODEL_STEPS=<n>` change the number of cases and their length.
 
 mod volume_common;
 
@@ -288,7 +288,10 @@ fn run_case(seed: u64, steps: usize) {
 
 #[test]
 fn random_operations_match_the_model() {
-    let steps = 60;
+    let steps = std::env::var("REPRISE_MODEL_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     if let Some(seed) = std::env::var("REPRISE_MODEL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
