@@ -254,3 +254,44 @@ pub fn read_file_range(path: &Path, offset: u64, len: usize) -> Vec<u8> {
 pub fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
     text.lines().filter(|l| l.starts_with(prefix)).collect()
 }
+
+/// The usual configuration: the test guest with `boot_args`, 1 vCPU, 64 MiB, the given
+/// `drives` (a JSON array) and the serial log in `scratch`.
+pub fn guest_config(
+    scratch: &Scratch,
+    boot_args: &str,
+    drives: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
+        "boot-source": {"kernel_image_path": guest_elf(), "boot_args": boot_args},
+        "drives": drives,
+        "serial": {"output": format!("file:{}", scratch.path("serial.log").display())},
+    })
+}
+
+/// Starts `reprise --config-file` with `config` (written into `scratch`).
+pub fn spawn_with_config(scratch: &Scratch, config: &serde_json::Value) -> Reprise {
+    let path = write_config(scratch, config);
+    Reprise::spawn(
+        &["--config-file", path.to_str().expect("utf-8 path")],
+        None,
+        scratch.path("serial.log"),
+    )
+}
+
+/// Connects to a Unix stream socket the VMM is about to create (waits up to 20 s).
+pub fn connect_unix(path: &Path) -> std::os::unix::net::UnixStream {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(s) = std::os::unix::net::UnixStream::connect(path) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "socket {} never accepted",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -2,27 +2,10 @@
 //! UART (interrupt driven) and the guest's answers come back.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reprise_tests::*;
 use serde_json::json;
-
-fn connect(path: &Path) -> UnixStream {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(s) = UnixStream::connect(path) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "console socket {} never accepted",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 fn spawn_console(scratch: &Scratch, serial: serde_json::Value) -> Reprise {
     let cfg = json!({
@@ -49,7 +32,7 @@ fn input_socket_feeds_the_uart_and_output_goes_to_a_file() {
                "input": format!("socket:{}", input.display())}),
     );
     vm.wait_serial("console: ready", Duration::from_secs(30));
-    let mut client = connect(&input);
+    let mut client = connect_unix(&input);
     client.write_all(b"hello reprise\n").expect("type");
     vm.wait_serial("console: hello reprise\n", Duration::from_secs(10));
     // More than the 64-byte receive FIFO in one go: nothing is lost.
@@ -71,7 +54,7 @@ fn socket_console_carries_output_and_input() {
     let sock = scratch.path("console.sock");
     let spec = format!("socket:{}", sock.display());
     let mut vm = spawn_console(&scratch, json!({"output": spec, "input": spec}));
-    let client = connect(&sock);
+    let client = connect_unix(&sock);
     client
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");

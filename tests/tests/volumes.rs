@@ -50,21 +50,6 @@ fn export(dir: &Path, snapshot: Option<&str>, out: &Path) -> Vec<u8> {
     std::fs::read(out).expect("read export")
 }
 
-fn connect(path: &Path) -> UnixStream {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(s) = UnixStream::connect(path) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "console socket {} never accepted",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Starts a VM over the API with one volume drive and the console on a socket.
 fn start_vm(scratch: &Scratch, volume: &Path, args: &str) -> (Reprise, UnixStream) {
     let vm = Reprise::with_api(scratch);
@@ -90,7 +75,7 @@ fn start_vm(scratch: &Scratch, volume: &Path, args: &str) -> (Reprise, UnixStrea
         json!({"output": format!("file:{}", vm.serial_log.display()), "input": format!("socket:{}", input.display())}),
     );
     vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
-    let console = connect(&input);
+    let console = connect_unix(&input);
     (vm, console)
 }
 
@@ -197,19 +182,13 @@ fn snapshot_mid_run_holds_that_moment_and_its_clone_boots_with_it() {
         clone.to_str().expect("utf-8"),
     ]);
     let scratch2 = Scratch::new("vol-clone");
-    let cfg = json!({
-        "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
-        "boot-source": {"kernel_image_path": guest_elf(),
-                        "boot_args": format!("workload=blk seed=9 blk.sector={START} blk.sectors={COUNT}")},
-        "drives": [{"drive_id": "d0", "volume_path": clone}],
-        "serial": {"output": format!("file:{}", scratch2.path("serial.log").display())},
-    });
-    let path = write_config(&scratch2, &cfg);
-    let mut cvm = Reprise::spawn(
-        &["--config-file", path.to_str().expect("utf-8")],
-        None,
-        scratch2.path("serial.log"),
+    let args = format!("workload=blk seed=9 blk.sector={START} blk.sectors={COUNT}");
+    let cfg = guest_config(
+        &scratch2,
+        &args,
+        json!([{"drive_id": "d0", "volume_path": clone}]),
     );
+    let mut cvm = spawn_with_config(&scratch2, &cfg);
     assert!(
         cvm.wait_exit(Duration::from_secs(60)).success(),
         "{}\n{}",
@@ -384,19 +363,14 @@ fn writer_killed_at_random_points_leaves_a_clean_volume_with_every_flushed_write
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     for iteration in 0..12 {
         let run = Scratch::new(&format!("vol-crash-{iteration}"));
-        let cfg = json!({
-            "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
-            "boot-source": {"kernel_image_path": guest_elf(),
-                            "boot_args": format!("workload=blk-rounds seed={seed} blk.sector={START} blk.sectors={COUNT}")},
-            "drives": [{"drive_id": "d0", "volume_path": volume}],
-            "serial": {"output": format!("file:{}", run.path("serial.log").display())},
-        });
-        let path = write_config(&run, &cfg);
-        let mut vm = Reprise::spawn(
-            &["--config-file", path.to_str().expect("utf-8")],
-            None,
-            run.path("serial.log"),
+        let args =
+            format!("workload=blk-rounds seed={seed} blk.sector={START} blk.sectors={COUNT}");
+        let cfg = guest_config(
+            &run,
+            &args,
+            json!([{"drive_id": "d0", "volume_path": volume}]),
         );
+        let mut vm = spawn_with_config(&run, &cfg);
         vm.wait_serial("blk-rounds: round=0 done", Duration::from_secs(30));
         rng ^= rng << 13;
         rng ^= rng >> 7;
