@@ -20,6 +20,7 @@ use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
 
 use super::exit_report::{ExitReason, InternalError};
+use super::vcpu_state::{VcpuState, VcpuStateError};
 
 /// What the VMM wants the vCPUs to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +35,7 @@ pub enum Wanted {
 
 /// State of one vCPU thread, as it reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VcpuState {
+pub enum VcpuRunState {
     /// Inside or around `KVM_RUN`.
     Running,
     /// Parked on the control condition variable.
@@ -43,10 +44,36 @@ pub enum VcpuState {
     Exited,
 }
 
+/// Work a paused vCPU thread does on the VMM's behalf (it owns the vCPU fd).
+#[derive(Debug, Clone)]
+pub enum VcpuRequest {
+    /// Complete any pending exit and capture the vCPU's KVM state.
+    SaveState {
+        /// MSRs to save.
+        msr_indexes: Arc<Vec<u32>>,
+    },
+}
+
+/// The answer to a [`VcpuRequest`].
+#[derive(Debug)]
+pub enum VcpuReply {
+    /// The saved state, or why it could not be saved.
+    State(Box<Result<VcpuState, VcpuStateError>>),
+}
+
 struct Shared {
     wanted: Wanted,
-    states: Vec<VcpuState>,
+    states: Vec<VcpuRunState>,
     exit: Option<ExitReason>,
+    requests: Vec<Option<VcpuRequest>>,
+    replies: Vec<Option<VcpuReply>>,
+}
+
+/// What a vCPU thread does after a checkpoint.
+enum Next {
+    Run,
+    Stop,
+    Serve(VcpuRequest),
 }
 
 /// Run/pause/stop control shared by the VMM and all vCPU threads of one VM.
@@ -66,8 +93,10 @@ impl VcpuControl {
         Ok(VcpuControl {
             shared: Mutex::new(Shared {
                 wanted: Wanted::Run,
-                states: vec![VcpuState::Running; count],
+                states: vec![VcpuRunState::Running; count],
                 exit: None,
+                requests: vec![None; count],
+                replies: (0..count).map(|_| None).collect(),
             }),
             changed: Condvar::new(),
             exit_evt: EventFd::new(libc::EFD_NONBLOCK)?,
@@ -79,7 +108,7 @@ impl VcpuControl {
     }
 
     /// States of all vCPUs.
-    pub fn states(&self) -> Vec<VcpuState> {
+    pub fn states(&self) -> Vec<VcpuRunState> {
         self.lock().states.clone()
     }
 
@@ -97,9 +126,9 @@ impl VcpuControl {
         drop(s);
         kick();
         let target = match wanted {
-            Wanted::Run => VcpuState::Running,
-            Wanted::Pause => VcpuState::Paused,
-            Wanted::Stop => VcpuState::Exited,
+            Wanted::Run => VcpuRunState::Running,
+            Wanted::Pause => VcpuRunState::Paused,
+            Wanted::Stop => VcpuRunState::Exited,
         };
         let s = self.lock();
         let (_s, timeout) = self
@@ -107,7 +136,7 @@ impl VcpuControl {
             .wait_timeout_while(s, ACK_TIMEOUT, |s| {
                 s.states
                     .iter()
-                    .any(|&st| st != target && st != VcpuState::Exited)
+                    .any(|&st| st != target && st != VcpuRunState::Exited)
             })
             .unwrap_or_else(|p| p.into_inner());
         !timeout.timed_out()
@@ -127,32 +156,79 @@ impl VcpuControl {
         self.changed.notify_all();
     }
 
-    /// Blocks while paused; returns the wanted state once it is `Run` or `Stop`.
-    fn checkpoint(&self, index: usize) -> Wanted {
+    /// Blocks while paused (serving requests meanwhile); returns once the wanted state is
+    /// `Run` or `Stop`, or a request is waiting for this vCPU.
+    fn checkpoint(&self, index: usize) -> Next {
         let mut s = self.lock();
         loop {
+            if let Some(request) = s.requests[index].take() {
+                return Next::Serve(request);
+            }
             match s.wanted {
                 Wanted::Pause => {
-                    if s.states[index] != VcpuState::Paused {
-                        s.states[index] = VcpuState::Paused;
+                    if s.states[index] != VcpuRunState::Paused {
+                        s.states[index] = VcpuRunState::Paused;
                         self.changed.notify_all();
                     }
                     s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
                 }
-                other => {
-                    if other == Wanted::Run && s.states[index] != VcpuState::Running {
-                        s.states[index] = VcpuState::Running;
+                Wanted::Run => {
+                    if s.states[index] != VcpuRunState::Running {
+                        s.states[index] = VcpuRunState::Running;
                         self.changed.notify_all();
                     }
-                    return other;
+                    return Next::Run;
                 }
+                Wanted::Stop => return Next::Stop,
             }
         }
     }
 
+    fn reply(&self, index: usize, reply: VcpuReply) {
+        let mut s = self.lock();
+        s.replies[index] = Some(reply);
+        self.changed.notify_all();
+    }
+
+    /// Gives every live vCPU `request` and waits (bounded) for all replies. The vCPUs must
+    /// be paused. Replies are in vCPU order; an exited vCPU gets `None`.
+    pub fn request_all(&self, request: VcpuRequest) -> Result<Vec<Option<VcpuReply>>, String> {
+        let mut s = self.lock();
+        if s.wanted != Wanted::Pause {
+            return Err("the vCPUs must be paused first".into());
+        }
+        let live: Vec<bool> = s
+            .states
+            .iter()
+            .map(|&st| st != VcpuRunState::Exited)
+            .collect();
+        for (i, alive) in live.iter().enumerate() {
+            s.replies[i] = None;
+            if *alive {
+                s.requests[i] = Some(request.clone());
+            }
+        }
+        self.changed.notify_all();
+        let (mut s, timeout) = self
+            .changed
+            .wait_timeout_while(s, ACK_TIMEOUT, |s| {
+                live.iter().enumerate().any(|(i, &alive)| {
+                    alive && s.replies[i].is_none() && s.states[i] != VcpuRunState::Exited
+                })
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        if timeout.timed_out() {
+            for r in s.requests.iter_mut() {
+                *r = None;
+            }
+            return Err("a vCPU did not answer in time".into());
+        }
+        Ok(s.replies.iter_mut().map(Option::take).collect())
+    }
+
     fn mark_exited(&self, index: usize) {
         let mut s = self.lock();
-        s.states[index] = VcpuState::Exited;
+        s.states[index] = VcpuRunState::Exited;
         self.changed.notify_all();
     }
 }
@@ -261,8 +337,14 @@ fn run_loop(index: u8, mut fd: VcpuFd, ctx: VcpuContext, exits: Arc<AtomicU64>) 
     let i = usize::from(index);
     KVM_RUN_PTR.with(|p| p.set(fd.get_kvm_run() as *mut kvm_run));
     loop {
-        if ctx.control.checkpoint(i) == Wanted::Stop {
-            break;
+        match ctx.control.checkpoint(i) {
+            Next::Stop => break,
+            Next::Serve(request) => {
+                let reply = serve(index, &mut fd, request);
+                ctx.control.reply(i, reply);
+                continue;
+            }
+            Next::Run => {}
         }
         let outcome = match fd.run() {
             Ok(exit) => {
@@ -336,6 +418,25 @@ fn handle_exit(index: u8, exit: VcpuExit<'_>, ctx: &VcpuContext) -> Option<ExitR
         other => Some(ExitReason::Error(format!(
             "vCPU {index}: unexpected KVM exit {other:?}"
         ))),
+    }
+}
+
+/// Does `request` on the vCPU's own thread.
+fn serve(index: u8, fd: &mut VcpuFd, request: VcpuRequest) -> VcpuReply {
+    match request {
+        VcpuRequest::SaveState { msr_indexes } => {
+            // Let KVM finish an instruction whose port or MMIO access we already answered
+            // (its result sits in kvm_run until the next KVM_RUN): with immediate_exit set,
+            // KVM_RUN completes it and returns EINTR without running the guest further.
+            fd.set_kvm_immediate_exit(1);
+            match fd.run() {
+                Err(e) if e.errno() == libc::EINTR => {}
+                Err(e) => log::debug!("vCPU {index}: completing the pending exit: {e}"),
+                Ok(exit) => log::debug!("vCPU {index}: unexpected exit while completing: {exit:?}"),
+            }
+            fd.set_kvm_immediate_exit(0);
+            VcpuReply::State(Box::new(VcpuState::save(fd, index, &msr_indexes)))
+        }
     }
 }
 
