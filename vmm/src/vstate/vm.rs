@@ -55,26 +55,7 @@ impl Vm {
             return Err(VmError::ApiVersion(version));
         }
         let fd = ioctl("KVM_CREATE_VM", kvm.create_vm())?;
-        for (slot, region) in mem.iter().enumerate() {
-            let host = region
-                .get_host_address(vm_memory::MemoryRegionAddress(0))
-                .map_err(|_| VmError::Ioctl {
-                    what: "mapping guest memory",
-                    source: kvm_ioctls::Error::new(libc::EFAULT),
-                })?;
-            let r = kvm_userspace_memory_region {
-                slot: slot as u32,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: host as u64,
-                flags: 0,
-            };
-            // SAFETY: the region is a live mmap owned by `mem`, which outlives the VM (the VM
-            // owner keeps both); KVM only accesses it while the VM exists.
-            ioctl("KVM_SET_USER_MEMORY_REGION", unsafe {
-                fd.set_user_memory_region(r)
-            })?;
-        }
+        register_memory(&fd, mem, false)?;
         // Needed by VMX hosts; other hosts may refuse, which is harmless.
         if let Err(e) = fd.set_tss_address(layout::KVM_TSS_ADDRESS as usize) {
             log::debug!("KVM_SET_TSS_ADDR: {e}");
@@ -104,6 +85,17 @@ impl Vm {
         &self.fd
     }
 
+    /// Turns KVM's dirty-page logging of guest memory on or off (re-registers the slots).
+    pub fn set_dirty_logging(&self, mem: &GuestMemory, on: bool) -> Result<(), VmError> {
+        register_memory(&self.fd, mem, on)
+    }
+
+    /// Pages the guest wrote in memory slot `slot` (of `len` bytes) since the last call,
+    /// as KVM's bitmap words (bit n = page n); re-arms tracking.
+    pub fn dirty_log(&self, slot: u32, len: usize) -> Result<Vec<u64>, VmError> {
+        ioctl("KVM_GET_DIRTY_LOG", self.fd.get_dirty_log(slot, len))
+    }
+
     /// Routes pulses on `evt` to interrupt line `gsi`.
     pub fn register_irqfd(&self, evt: &EventFd, gsi: u32) -> Result<(), VmError> {
         ioctl("KVM_IRQFD", self.fd.register_irqfd(evt, gsi))
@@ -122,4 +114,28 @@ impl Vm {
                 .register_ioevent(evt, &IoEventAddress::Mmio(addr), datamatch),
         )
     }
+}
+
+/// Registers every region of `mem` as a KVM memory slot (slot n = region n).
+fn register_memory(fd: &VmFd, mem: &GuestMemory, log_dirty: bool) -> Result<(), VmError> {
+    let flags = if log_dirty { kvm_bindings::KVM_MEM_LOG_DIRTY_PAGES } else { 0 };
+    for (slot, region) in mem.iter().enumerate() {
+        let host = region
+            .get_host_address(vm_memory::MemoryRegionAddress(0))
+            .map_err(|_| VmError::Ioctl {
+                what: "mapping guest memory",
+                source: kvm_ioctls::Error::new(libc::EFAULT),
+            })?;
+        let r = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+            flags,
+        };
+        // SAFETY: the region is a live mmap owned by `mem`, which outlives the VM (the VM
+        // owner keeps both); KVM only accesses it while the VM exists.
+        ioctl("KVM_SET_USER_MEMORY_REGION", unsafe { fd.set_user_memory_region(r) })?;
+    }
+    Ok(())
 }
