@@ -10,6 +10,7 @@ pub mod backends;
 pub mod bus;
 pub mod i8042;
 pub mod interrupt;
+pub mod persist;
 pub mod serial;
 pub mod virtio;
 

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
+use virtio_queue::QueueState;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::*;
@@ -20,6 +21,7 @@ struct Seen {
     acked: Option<u64>,
     activated_queues: Option<Vec<QueueSetup>>,
     resets: u32,
+    resumes: u32,
     config_writes: Vec<(u64, Vec<u8>)>,
 }
 
@@ -28,6 +30,7 @@ struct FakeDevice {
     sizes: Vec<u16>,
     fail_activate: bool,
     generation: u32,
+    live_queues: Option<Vec<QueueState>>,
     seen: Seen,
 }
 
@@ -40,6 +43,7 @@ impl FakeDevice {
             sizes: vec![16; queues],
             fail_activate: false,
             generation: 7,
+            live_queues: None,
             seen: Seen::default(),
         }
     }
@@ -75,6 +79,7 @@ impl VirtioDevice for FakeDevice {
         if self.fail_activate {
             return Err(ActivateError::Other("refused".to_string()));
         }
+        self.live_queues = Some(queues.iter().map(Queue::state).collect());
         self.seen.activated_queues = Some(
             queues
                 .iter()
@@ -94,12 +99,29 @@ impl VirtioDevice for FakeDevice {
     fn reset(&mut self) {
         self.seen.resets += 1;
         self.seen.activated_queues = None;
+        self.seen.acked = None;
+        self.live_queues = None;
     }
     fn queue_events(&self) -> &[EventFd] {
         &self.events
     }
     fn config_generation(&self) -> u32 {
         self.generation
+    }
+    fn acked_features(&self) -> u64 {
+        self.seen.acked.unwrap_or(0)
+    }
+    fn queue_states(&self) -> Option<Vec<QueueState>> {
+        self.live_queues.clone()
+    }
+    fn resume(
+        &mut self,
+        mem: GuestMemory,
+        queues: Vec<Queue>,
+        interrupt: Arc<VirtioInterrupt>,
+    ) -> Result<(), ActivateError> {
+        self.seen.resumes += 1;
+        self.activate(mem, queues, interrupt)
     }
 }
 
