@@ -11,6 +11,8 @@ pub mod bus;
 pub mod i8042;
 pub mod interrupt;
 pub mod persist;
+#[cfg(test)]
+mod persist_tests;
 pub mod serial;
 pub mod virtio;
 
