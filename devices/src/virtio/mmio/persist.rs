@@ -294,6 +294,8 @@ impl Persist for MmioTransport {
             queues.push(queue);
         }
 
+        // The selectors and the rejected-access count hold whatever the driver caused; any
+        // value is one the live transport can have (out-of-range selections read as zero).
         transport.queues = queues;
         transport.device_features_select = state.device_features_select;
         transport.driver_features_select = state.driver_features_select;
