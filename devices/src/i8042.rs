@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use vm_superio::I8042Device;
 
 use crate::bus::BusDevice;
 use crate::interrupt::InterruptLine;
+use crate::persist::{Persist, PersistError};
 use crate::serial::LineTrigger;
 
 /// First port of the controller (data port; the command port is at +4).
@@ -43,6 +45,27 @@ impl BusDevice for I8042 {
                 log::error!("i8042: could not signal the reset request: {e}");
             }
         }
+    }
+}
+
+/// The saved controller: empty. The model has no registers (every read answers 0) and a
+/// reset request is an edge on the reset line, not state; the state exists so that the
+/// controller goes through the same save/restore path as every other device, and so that
+/// a later model with registers can add fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct I8042State {}
+
+impl Persist for I8042 {
+    type State = I8042State;
+    /// The line pulsed when the guest asks for a CPU reset.
+    type Args = Arc<dyn InterruptLine>;
+
+    fn save(&self) -> I8042State {
+        I8042State {}
+    }
+
+    fn restore(reset: Arc<dyn InterruptLine>, _state: &I8042State) -> Result<Self, PersistError> {
+        Ok(I8042::new(reset))
     }
 }
 

@@ -10,6 +10,9 @@ pub mod backends;
 pub mod bus;
 pub mod i8042;
 pub mod interrupt;
+pub mod persist;
+#[cfg(test)]
+mod persist_tests;
 pub mod serial;
 pub mod virtio;
 

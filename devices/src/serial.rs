@@ -1,14 +1,17 @@
 //! 8250 UART (COM1) on top of `vm-superio`, as a port-I/O bus device.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use vm_superio::serial::SerialEvents;
+use serde::{Deserialize, Serialize};
+use vm_superio::serial::{SerialEvents, SerialState};
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::bus::BusDevice;
 use crate::interrupt::InterruptLine;
+use crate::persist::{bad_field, Persist, PersistError};
 
 /// Base port of COM1.
 pub const COM1_PORT: u64 = 0x3f8;
@@ -24,6 +27,22 @@ impl Trigger for LineTrigger {
     type E = io::Error;
     fn trigger(&self) -> io::Result<()> {
         self.0.trigger()
+    }
+}
+
+/// The UART's interrupt line, which can be held quiet while a saved state is loaded.
+pub struct UartLine {
+    line: Arc<dyn InterruptLine>,
+    muted: AtomicBool,
+}
+
+impl Trigger for UartLine {
+    type E = io::Error;
+    fn trigger(&self) -> io::Result<()> {
+        if self.muted.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.line.trigger()
     }
 }
 
@@ -44,7 +63,7 @@ impl SerialEvents for InputRoom {
 
 /// A 16550-compatible UART whose transmitted bytes go to `out`.
 pub struct SerialDevice {
-    uart: Serial<LineTrigger, InputRoom, Box<dyn Write + Send>>,
+    uart: Serial<UartLine, InputRoom, Box<dyn Write + Send>>,
 }
 
 impl SerialDevice {
@@ -52,7 +71,14 @@ impl SerialDevice {
     pub fn new(irq: Arc<dyn InterruptLine>, out: Box<dyn Write + Send>) -> io::Result<Self> {
         let room = InputRoom(EventFd::new(libc::EFD_NONBLOCK)?);
         Ok(SerialDevice {
-            uart: Serial::with_events(LineTrigger(irq), room, out),
+            uart: Serial::with_events(
+                UartLine {
+                    line: irq,
+                    muted: AtomicBool::new(false),
+                },
+                room,
+                out,
+            ),
         })
     }
 
@@ -94,6 +120,166 @@ impl BusDevice for SerialDevice {
                 log::debug!("serial output failed: {e:?}");
             }
         }
+    }
+}
+
+/// Name of the UART in restore errors.
+const SERIAL_COMPONENT: &str = "serial";
+/// Size of the receive FIFO of the `vm-superio` UART.
+const RX_FIFO_SIZE: usize = 64;
+/// Interrupt Enable bits a 16550A has (the UART masks writes to these).
+const IER_VALID_BITS: u8 = 0x0f;
+/// LSR bit: a received byte is waiting in the FIFO.
+const LSR_DATA_READY: u8 = 0x01;
+/// Interrupt Identification values the UART model produces: none pending, THR empty,
+/// received data, or both.
+const IIR_VALUES: [u8; 4] = [0x01, 0x02, 0x04, 0x06];
+
+/// The saved UART: the 8250/16550 registers and the bytes waiting in the receive FIFO.
+///
+/// A mirror of `vm_superio::serial::SerialState`, which has no serde support. The output
+/// sink, the interrupt line and the input-room eventfd are host resources and are not
+/// saved; bytes already written to the sink are gone (the UART has no transmit FIFO).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SerialDeviceState {
+    /// Divisor latch, low byte (DLL).
+    pub baud_divisor_low: u8,
+    /// Divisor latch, high byte (DLM).
+    pub baud_divisor_high: u8,
+    /// Interrupt Enable Register.
+    pub interrupt_enable: u8,
+    /// Interrupt Identification Register (pending interrupt sources).
+    pub interrupt_identification: u8,
+    /// Line Control Register.
+    pub line_control: u8,
+    /// Line Status Register.
+    pub line_status: u8,
+    /// Modem Control Register.
+    pub modem_control: u8,
+    /// Modem Status Register.
+    pub modem_status: u8,
+    /// Scratch Register.
+    pub scratch: u8,
+    /// Received bytes the guest has not read yet, oldest first (at most 64).
+    pub rx_fifo: Vec<u8>,
+}
+
+impl From<SerialState> for SerialDeviceState {
+    fn from(s: SerialState) -> Self {
+        SerialDeviceState {
+            baud_divisor_low: s.baud_divisor_low,
+            baud_divisor_high: s.baud_divisor_high,
+            interrupt_enable: s.interrupt_enable,
+            interrupt_identification: s.interrupt_identification,
+            line_control: s.line_control,
+            line_status: s.line_status,
+            modem_control: s.modem_control,
+            modem_status: s.modem_status,
+            scratch: s.scratch,
+            rx_fifo: s.in_buffer,
+        }
+    }
+}
+
+impl From<&SerialDeviceState> for SerialState {
+    fn from(s: &SerialDeviceState) -> Self {
+        SerialState {
+            baud_divisor_low: s.baud_divisor_low,
+            baud_divisor_high: s.baud_divisor_high,
+            interrupt_enable: s.interrupt_enable,
+            interrupt_identification: s.interrupt_identification,
+            line_control: s.line_control,
+            line_status: s.line_status,
+            modem_control: s.modem_control,
+            modem_status: s.modem_status,
+            scratch: s.scratch,
+            in_buffer: s.rx_fifo.clone(),
+        }
+    }
+}
+
+impl SerialDeviceState {
+    /// Checks what the UART model itself maintains; the other registers hold whatever the
+    /// guest wrote and any byte is valid.
+    fn validate(&self) -> Result<(), PersistError> {
+        let bad = |field, problem: String| Err(bad_field(SERIAL_COMPONENT, field, problem));
+        if self.rx_fifo.len() > RX_FIFO_SIZE {
+            return bad(
+                "rx_fifo",
+                format!(
+                    "{} bytes do not fit in the {RX_FIFO_SIZE}-byte receive FIFO",
+                    self.rx_fifo.len()
+                ),
+            );
+        }
+        if self.interrupt_enable & !IER_VALID_BITS != 0 {
+            return bad(
+                "interrupt_enable",
+                format!(
+                    "{:#04x} has bits a 16550A does not have",
+                    self.interrupt_enable
+                ),
+            );
+        }
+        if !IIR_VALUES.contains(&self.interrupt_identification) {
+            return bad(
+                "interrupt_identification",
+                format!(
+                    "{:#04x} is not a combination of pending interrupts",
+                    self.interrupt_identification
+                ),
+            );
+        }
+        let data_ready = self.line_status & LSR_DATA_READY != 0;
+        if data_ready == self.rx_fifo.is_empty() {
+            return bad(
+                "line_status",
+                format!(
+                    "data-ready bit is {} but the receive FIFO holds {} bytes",
+                    u8::from(data_ready),
+                    self.rx_fifo.len()
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What a restored UART needs from the host.
+pub struct SerialArgs {
+    /// The interrupt line (COM1's GSI).
+    pub irq: Arc<dyn InterruptLine>,
+    /// Where guest output goes from now on.
+    pub out: Box<dyn Write + Send>,
+}
+
+impl Persist for SerialDevice {
+    type State = SerialDeviceState;
+    type Args = SerialArgs;
+
+    fn save(&self) -> SerialDeviceState {
+        self.uart.state().into()
+    }
+
+    /// Rebuilds the UART without raising its interrupt: an interrupt that was pending at
+    /// save time is part of the interrupt controller's saved state (KVM irqchip), so raising
+    /// it again would give the guest one interrupt more than the original had.
+    fn restore(args: SerialArgs, state: &SerialDeviceState) -> Result<Self, PersistError> {
+        state.validate()?;
+        let room = InputRoom(EventFd::new(libc::EFD_NONBLOCK).map_err(|e| {
+            PersistError::new(
+                SERIAL_COMPONENT,
+                format!("cannot create the input-room eventfd: {e}"),
+            )
+        })?);
+        let line = UartLine {
+            line: args.irq,
+            muted: AtomicBool::new(true),
+        };
+        let uart = Serial::from_state(&SerialState::from(state), line, room, args.out)
+            .map_err(|e| PersistError::new(SERIAL_COMPONENT, format!("{e:?}")))?;
+        uart.interrupt_evt().muted.store(false, Ordering::Relaxed);
+        Ok(SerialDevice { uart })
     }
 }
 

@@ -576,5 +576,8 @@ impl BusDevice for MmioTransport {
     }
 }
 
+mod persist;
 #[cfg(test)]
 mod tests;
+
+pub use self::persist::{MmioTransportArgs, MmioTransportState, VirtqueueState};

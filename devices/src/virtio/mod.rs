@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use virtio_queue::Queue;
+use virtio_queue::{Queue, QueueState};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::GuestMemory;
@@ -16,10 +16,13 @@ pub mod notify;
 #[cfg(test)]
 pub(crate) mod test_utils;
 
-pub use block::{Block, BlockError, BlockMetrics};
+pub use block::{Block, BlockArgs, BlockError, BlockMetrics, BlockState};
 pub use interrupt::VirtioInterrupt;
-pub use mmio::{MmioTransport, MMIO_WINDOW_SIZE, NOTIFY_REG_OFFSET};
-pub use net::{Net, NetError, NetMetrics};
+pub use mmio::{
+    MmioTransport, MmioTransportArgs, MmioTransportState, VirtqueueState, MMIO_WINDOW_SIZE,
+    NOTIFY_REG_OFFSET,
+};
+pub use net::{Net, NetArgs, NetError, NetMetrics, NetState};
 
 /// Device status bits (virtio 1.2 §2.1), as written by the driver to the Status register.
 pub mod status {
@@ -60,6 +63,11 @@ pub enum ActivateError {
 
 /// A virtio device behind an [`MmioTransport`]. The transport owns the common registers and
 /// the queue configuration; the device owns its features, config space and queue processing.
+///
+/// Snapshots: each concrete device implements [`crate::persist::Persist`] for its own state
+/// (features, configuration, work it holds), and the transport's state holds the common
+/// registers and the queues. The three methods at the end of this trait are what the
+/// transport needs from a device behind the trait object to save and restore that part.
 pub trait VirtioDevice: Send {
     /// Virtio device type (1 = net, 2 = block).
     fn device_type(&self) -> u32;
@@ -92,6 +100,25 @@ pub trait VirtioDevice: Send {
     fn config_generation(&self) -> u32 {
         0
     }
+    /// The features recorded by the last [`VirtioDevice::set_acked_features`] since creation
+    /// or reset (0 if none).
+    fn acked_features(&self) -> u64;
+    /// The queues as the device is using them, in queue order, while it is activated; `None`
+    /// before activation and after reset. The device advances the queues' indexes as it
+    /// works, so these, not the transport's copies, are what a snapshot must record.
+    fn queue_states(&self) -> Option<Vec<QueueState>>;
+    /// Returns a restored device to the activated state it was saved in, with `queues` as
+    /// they were then (indexes included). Unlike [`VirtioDevice::activate`] it must not
+    /// write guest memory (memory is restored byte-identical) nor reset anything the
+    /// device's own restore brought back; it should make the event loop look at the queues
+    /// once, so that buffers the guest made available before the snapshot are processed,
+    /// exactly once, from the saved indexes.
+    fn resume(
+        &mut self,
+        mem: GuestMemory,
+        queues: Vec<Queue>,
+        interrupt: Arc<VirtioInterrupt>,
+    ) -> Result<(), ActivateError>;
 }
 
 /// Copies the part of a device's configuration space `config` at `offset` into `data`;

@@ -1,11 +1,18 @@
-//! Test helpers: guest memory and a driver-side view of a split virtqueue.
+//! Test helpers: guest memory, a driver-side view of a split virtqueue, a scripted network
+//! backend and the event loop.
 
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use event_manager::{EventManager, MutEventSubscriber};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::backends::NetBackend;
 use crate::interrupt::InterruptLine;
 use crate::virtio::VirtioInterrupt;
 use crate::GuestMemory;
@@ -19,6 +26,22 @@ const VIRTQ_DESC_F_WRITE: u16 = 2;
 /// 16 MiB of guest memory at address 0.
 pub(crate) fn guest_memory() -> GuestMemory {
     GuestMemory::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap()
+}
+
+/// A byte-identical copy of `mem` in new memory, the way a snapshot's memory comes back.
+pub(crate) fn copy_memory(mem: &GuestMemory) -> GuestMemory {
+    let copy = guest_memory();
+    let mut bytes = vec![0u8; MEM_SIZE];
+    mem.read_slice(&mut bytes, GuestAddress(0)).unwrap();
+    copy.write_slice(&bytes, GuestAddress(0)).unwrap();
+    copy
+}
+
+/// The whole contents of `mem`.
+pub(crate) fn memory_bytes(mem: &GuestMemory) -> Vec<u8> {
+    let mut bytes = vec![0u8; MEM_SIZE];
+    mem.read_slice(&mut bytes, GuestAddress(0)).unwrap();
+    bytes
 }
 
 /// An interrupt line that counts its pulses.
@@ -67,6 +90,24 @@ impl<'a> TestQueue<'a> {
             mem.write_obj(0u16, GuestAddress(addr)).unwrap();
         }
         q
+    }
+
+    /// The same driver-side queue over `mem`, a copy of this queue's memory (the driver's
+    /// own position lives in guest memory in a real guest, so it moves with the copy).
+    pub(crate) fn in_memory<'b>(&self, mem: &'b GuestMemory) -> TestQueue<'b> {
+        TestQueue {
+            mem,
+            size: self.size,
+            desc: self.desc,
+            avail: self.avail,
+            used: self.used,
+            next_desc: self.next_desc,
+        }
+    }
+
+    /// The queue's size.
+    pub(crate) fn size(&self) -> u16 {
+        self.size
     }
 
     /// Guest address of the descriptor table.
@@ -152,4 +193,96 @@ impl<'a> TestQueue<'a> {
         q.set_ready(true);
         q
     }
+}
+
+/// Frames waiting for the device, and frames the device sent.
+#[derive(Default)]
+pub(crate) struct Wire {
+    pub(crate) to_guest: VecDeque<Vec<u8>>,
+    pub(crate) from_guest: Vec<Vec<u8>>,
+    pub(crate) fail_sends: bool,
+}
+
+/// A backend whose ready fd is an eventfd that is readable while frames are waiting.
+pub(crate) struct FakeBackend {
+    wire: Arc<Mutex<Wire>>,
+    ready: Arc<EventFd>,
+}
+
+impl NetBackend for FakeBackend {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let mut wire = self.wire.lock().unwrap();
+        let Some(frame) = wire.to_guest.pop_front() else {
+            return Ok(None);
+        };
+        if wire.to_guest.is_empty() {
+            let _ = self.ready.read();
+        }
+        let n = frame.len().min(buf.len());
+        buf[..n].copy_from_slice(&frame[..n]);
+        Ok(Some(n))
+    }
+
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        let mut wire = self.wire.lock().unwrap();
+        if wire.fail_sends {
+            return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
+        }
+        wire.from_guest.push(frame.to_vec());
+        Ok(())
+    }
+
+    fn ready_fd(&self) -> RawFd {
+        self.ready.as_raw_fd()
+    }
+}
+
+/// The test's handle on the fake backend's wire.
+#[derive(Clone)]
+pub(crate) struct WireHandle {
+    pub(crate) wire: Arc<Mutex<Wire>>,
+    pub(crate) ready: Arc<EventFd>,
+}
+
+impl WireHandle {
+    pub(crate) fn push(&self, frame: Vec<u8>) {
+        self.wire.lock().unwrap().to_guest.push_back(frame);
+        self.ready.write(1).unwrap();
+    }
+
+    pub(crate) fn waiting(&self) -> usize {
+        self.wire.lock().unwrap().to_guest.len()
+    }
+
+    pub(crate) fn sent(&self) -> Vec<Vec<u8>> {
+        self.wire.lock().unwrap().from_guest.clone()
+    }
+}
+
+pub(crate) fn fake_backend() -> (FakeBackend, WireHandle) {
+    let wire = Arc::new(Mutex::new(Wire::default()));
+    let ready = Arc::new(EventFd::new(EFD_NONBLOCK).unwrap());
+    (
+        FakeBackend {
+            wire: wire.clone(),
+            ready: ready.clone(),
+        },
+        WireHandle { wire, ready },
+    )
+}
+
+pub(crate) fn event_manager() -> EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> {
+    EventManager::new().unwrap()
+}
+
+/// Runs the event loop until it has nothing left to do.
+pub(crate) fn run_until_idle(
+    manager: &mut EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>,
+) {
+    for _ in 0..100 {
+        if manager.run_with_timeout(50).unwrap() == 0 {
+            return;
+        }
+    }
+    panic!("the event loop never went idle");
 }

@@ -5,6 +5,7 @@
 
 mod config;
 mod event_handler;
+mod persist;
 mod request;
 #[cfg(test)]
 mod tests;
@@ -12,7 +13,8 @@ mod tests;
 use std::sync::Arc;
 
 use log::{debug, error, info, warn};
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use serde::{Deserialize, Serialize};
+use virtio_queue::{Queue, QueueOwnedT, QueueState, QueueT};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use vmm_sys_util::timerfd::TimerFd;
 
@@ -27,6 +29,7 @@ pub use self::config::{
     SECTOR_SIZE, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO,
     VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_WRITE_ZEROES,
 };
+pub use self::persist::{BlockArgs, BlockState};
 pub use self::request::{
     VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_DISCARD,
     VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
@@ -49,8 +52,8 @@ pub enum BlockError {
     TimerFd(#[source] std::io::Error),
 }
 
-/// Counters of a block device since it was created.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Counters of a block device since it was created (kept across snapshots).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockMetrics {
     /// Requests taken from the queue.
     pub requests: u64,
@@ -251,6 +254,38 @@ impl Block {
         }
     }
 
+    /// Takes the request queue and has the event loop look at it once.
+    fn start(
+        &mut self,
+        mem: GuestMemory,
+        queues: Vec<Queue>,
+        interrupt: Arc<VirtioInterrupt>,
+    ) -> Result<(), ActivateError> {
+        let Ok([queue]) = <[Queue; 1]>::try_from(queues) else {
+            return Err(ActivateError::Other(
+                "virtio-blk expects exactly one queue".to_string(),
+            ));
+        };
+        if !queue.ready() {
+            return Err(ActivateError::BadQueue {
+                index: 0,
+                reason: "the request queue is not ready".to_string(),
+            });
+        }
+        self.active = Some(Active {
+            mem,
+            queue,
+            interrupt,
+        });
+        if let Err(e) = self.queue_events[0].write(1) {
+            error!(
+                "{}: cannot kick the request queue after activation: {e}",
+                self.disk.label
+            );
+        }
+        Ok(())
+    }
+
     /// The I/O-limit timer fired: let the queue go again.
     fn release_queue(&mut self) {
         if let Err(e) = self.throttle_timer.wait() {
@@ -298,30 +333,8 @@ impl VirtioDevice for Block {
         queues: Vec<Queue>,
         interrupt: Arc<VirtioInterrupt>,
     ) -> Result<(), ActivateError> {
-        let Ok([queue]) = <[Queue; 1]>::try_from(queues) else {
-            return Err(ActivateError::Other(
-                "virtio-blk expects exactly one queue".to_string(),
-            ));
-        };
-        if !queue.ready() {
-            return Err(ActivateError::BadQueue {
-                index: 0,
-                reason: "the request queue is not ready".to_string(),
-            });
-        }
-        self.active = Some(Active {
-            mem,
-            queue,
-            interrupt,
-        });
         // Requests the driver queued before DRIVER_OK are picked up by the event loop.
-        if let Err(e) = self.queue_events[0].write(1) {
-            error!(
-                "{}: cannot kick the request queue after activation: {e}",
-                self.disk.label
-            );
-        }
-        Ok(())
+        self.start(mem, queues, interrupt)
     }
 
     fn reset(&mut self) {
@@ -339,5 +352,26 @@ impl VirtioDevice for Block {
 
     fn config_generation(&self) -> u32 {
         self.config_generation
+    }
+
+    fn acked_features(&self) -> u64 {
+        self.acked_features
+    }
+
+    fn queue_states(&self) -> Option<Vec<QueueState>> {
+        self.active
+            .as_ref()
+            .map(|active| vec![active.queue.state()])
+    }
+
+    fn resume(
+        &mut self,
+        mem: GuestMemory,
+        queues: Vec<Queue>,
+        interrupt: Arc<VirtioInterrupt>,
+    ) -> Result<(), ActivateError> {
+        // Activation touches nothing in guest memory, so resuming is the same: requests
+        // made available before the snapshot are processed from the saved position.
+        self.start(mem, queues, interrupt)
     }
 }

@@ -2,9 +2,11 @@
 
 use std::sync::atomic::Ordering;
 
+use virtio_queue::QueueState;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::*;
+use crate::persist::Persist;
 use crate::virtio::interrupt::VIRTIO_MMIO_INT_VRING;
 use crate::virtio::test_utils::{counting_interrupt, guest_memory, TestQueue};
 
@@ -20,6 +22,7 @@ struct Seen {
     acked: Option<u64>,
     activated_queues: Option<Vec<QueueSetup>>,
     resets: u32,
+    resumes: u32,
     config_writes: Vec<(u64, Vec<u8>)>,
 }
 
@@ -28,6 +31,7 @@ struct FakeDevice {
     sizes: Vec<u16>,
     fail_activate: bool,
     generation: u32,
+    live_queues: Option<Vec<QueueState>>,
     seen: Seen,
 }
 
@@ -40,6 +44,7 @@ impl FakeDevice {
             sizes: vec![16; queues],
             fail_activate: false,
             generation: 7,
+            live_queues: None,
             seen: Seen::default(),
         }
     }
@@ -75,6 +80,7 @@ impl VirtioDevice for FakeDevice {
         if self.fail_activate {
             return Err(ActivateError::Other("refused".to_string()));
         }
+        self.live_queues = Some(queues.iter().map(Queue::state).collect());
         self.seen.activated_queues = Some(
             queues
                 .iter()
@@ -94,12 +100,29 @@ impl VirtioDevice for FakeDevice {
     fn reset(&mut self) {
         self.seen.resets += 1;
         self.seen.activated_queues = None;
+        self.seen.acked = None;
+        self.live_queues = None;
     }
     fn queue_events(&self) -> &[EventFd] {
         &self.events
     }
     fn config_generation(&self) -> u32 {
         self.generation
+    }
+    fn acked_features(&self) -> u64 {
+        self.seen.acked.unwrap_or(0)
+    }
+    fn queue_states(&self) -> Option<Vec<QueueState>> {
+        self.live_queues.clone()
+    }
+    fn resume(
+        &mut self,
+        mem: GuestMemory,
+        queues: Vec<Queue>,
+        interrupt: Arc<VirtioInterrupt>,
+    ) -> Result<(), ActivateError> {
+        self.seen.resumes += 1;
+        self.activate(mem, queues, interrupt)
     }
 }
 
@@ -433,4 +456,73 @@ fn invalid_device_queue_size_is_rounded_down() {
     let (irq, _) = counting_interrupt();
     let t = MmioTransport::new(Arc::new(Mutex::new(dev)), guest_memory(), irq);
     assert_eq!(t.queues()[0].max_size(), 256);
+}
+
+/// Arguments restoring a transport onto a new fake device that remembers `acked` (as the
+/// device's own restore would).
+fn restore_args(acked: Option<u64>) -> (MmioTransportArgs, Arc<Mutex<FakeDevice>>) {
+    let mut dev = FakeDevice::new(1);
+    dev.seen.acked = acked;
+    let dev = Arc::new(Mutex::new(dev));
+    let (irq, _) = counting_interrupt();
+    let args = MmioTransportArgs {
+        device: dev.clone(),
+        mem: guest_memory(),
+        interrupt: irq,
+    };
+    (args, dev)
+}
+
+#[test]
+fn restore_resumes_an_activated_device_at_its_saved_position() {
+    let mem = guest_memory();
+    let tq = TestQueue::new(&mem, 0x1000, 16);
+    let mut h = harness(1);
+    let features = (1 << VIRTIO_F_VERSION_1) | FEATURE_HIGH;
+    h.negotiate(features);
+    h.setup_queue(0, &tq);
+    h.driver_ok();
+    // The device has worked: the transport's copy of the queue is stale, the device's not.
+    {
+        let mut dev = h.device.lock().unwrap();
+        let live = &mut dev.live_queues.as_mut().unwrap()[0];
+        live.next_avail = 7;
+        live.next_used = 5;
+    }
+    let state = h.transport.save();
+    assert_eq!(
+        (state.queues[0].next_avail, state.queues[0].next_used),
+        (7, 5)
+    );
+
+    let (args, dev2) = restore_args(Some(features));
+    let t2 = crate::persist_tests::round_trip(&h.transport, args);
+    assert!(t2.is_activated());
+    let dev2 = dev2.lock().unwrap();
+    assert_eq!(dev2.seen.resumes, 1);
+    let live = &dev2.live_queues.as_ref().unwrap()[0];
+    assert_eq!((live.next_avail, live.next_used, live.size), (7, 5, 16));
+    assert_eq!(dev2.seen.resets, 0);
+}
+
+#[test]
+fn restore_after_failed_activation_keeps_needs_reset_and_does_not_resume() {
+    let mem = guest_memory();
+    let tq = TestQueue::new(&mem, 0x1000, 16);
+    let mut h = harness(1);
+    h.device.lock().unwrap().fail_activate = true;
+    h.negotiate(1 << VIRTIO_F_VERSION_1);
+    h.setup_queue(0, &tq);
+    h.driver_ok();
+    assert!(!h.transport.is_activated());
+
+    let (args, dev2) = restore_args(Some(1 << VIRTIO_F_VERSION_1));
+    let mut t2 = crate::persist_tests::round_trip(&h.transport, args);
+    assert!(!t2.is_activated());
+    assert_eq!(dev2.lock().unwrap().seen.resumes, 0);
+    let mut b = [0u8; 4];
+    t2.read(reg::STATUS, &mut b);
+    assert_ne!(u32::from_le_bytes(b) & status::DEVICE_NEEDS_RESET, 0);
+    t2.read(reg::INTERRUPT_STATUS, &mut b);
+    assert_eq!(u32::from_le_bytes(b), VIRTIO_MMIO_INT_CONFIG);
 }

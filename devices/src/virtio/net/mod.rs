@@ -10,6 +10,7 @@
 //! is counted in [`NetMetrics`] and logged.
 
 mod event_handler;
+mod persist;
 mod rx;
 #[cfg(test)]
 mod tests;
@@ -18,13 +19,16 @@ mod tx;
 use std::sync::Arc;
 
 use log::{debug, error, warn};
-use virtio_queue::{Queue, QueueT};
+use serde::{Deserialize, Serialize};
+use virtio_queue::{Queue, QueueState, QueueT};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::interrupt::VIRTIO_MMIO_INT_VRING;
 use super::{copy_config, ActivateError, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1};
 use crate::backends::NetBackend;
 use crate::GuestMemory;
+
+pub use self::persist::{NetArgs, NetState};
 
 /// Virtio device type of a network device.
 pub const VIRTIO_ID_NET: u32 = 1;
@@ -54,8 +58,8 @@ pub enum NetError {
     EventFd(#[source] std::io::Error),
 }
 
-/// Counters of a network device since it was created.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Counters of a network device since it was created (kept across snapshots).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetMetrics {
     /// Frames delivered to the guest.
     pub rx_frames: u64,
@@ -85,9 +89,6 @@ struct Active {
     rx: Queue,
     tx: Queue,
     interrupt: Arc<VirtioInterrupt>,
-    /// Whether the driver is asked to notify when it adds receive buffers. Only while a
-    /// frame waits for a buffer: otherwise each refill would cost an event-loop wake-up.
-    rx_notifications: bool,
 }
 
 impl Active {
@@ -126,6 +127,10 @@ pub struct Net {
     queue_sizes: [u16; 2],
     queue_events: Vec<EventFd>,
     active: Option<Active>,
+    /// Whether the driver is asked to notify when it adds receive buffers (the receive
+    /// queue's notification suppression as last written to guest memory). Only while a
+    /// frame waits for a buffer: otherwise each refill would cost an event-loop wake-up.
+    rx_notifications: bool,
     /// A frame read from the backend that is waiting for a receive buffer.
     rx_frame: Vec<u8>,
     rx_pending: Option<usize>,
@@ -154,6 +159,7 @@ impl Net {
             queue_sizes: [QUEUE_SIZE; 2],
             queue_events,
             active: None,
+            rx_notifications: false,
             rx_frame: vec![0; MAX_FRAME_LEN],
             rx_pending: None,
             tx_frame: Vec::with_capacity(MAX_FRAME_LEN),
@@ -185,6 +191,55 @@ impl Net {
     /// Counters since the device was created.
     pub fn metrics(&self) -> NetMetrics {
         self.metrics
+    }
+
+    /// Takes the queues and has the event loop look at both once: buffers queued before
+    /// DRIVER_OK (or before a snapshot) are used, a waiting frame is delivered, and polling
+    /// of the backend resumes (the receive-queue handler does that). A fresh activation
+    /// also turns off receive-queue notifications in guest memory; a resumed device keeps
+    /// them as they were saved, since guest memory already says so.
+    fn start(
+        &mut self,
+        mem: GuestMemory,
+        queues: Vec<Queue>,
+        interrupt: Arc<VirtioInterrupt>,
+        fresh: bool,
+    ) -> Result<(), ActivateError> {
+        let Ok([rx, tx]) = <[Queue; 2]>::try_from(queues) else {
+            return Err(ActivateError::Other(
+                "virtio-net expects exactly two queues".to_string(),
+            ));
+        };
+        for (index, q) in [(RX_QUEUE, &rx), (TX_QUEUE, &tx)] {
+            if !q.ready() {
+                return Err(ActivateError::BadQueue {
+                    index,
+                    reason: "the queue is not ready".to_string(),
+                });
+            }
+        }
+        let mut rx = rx;
+        if fresh {
+            self.rx_notifications = match rx.disable_notification(&mem) {
+                Ok(()) => false,
+                Err(e) => {
+                    warn!("virtio-net: cannot suppress receive-queue notifications: {e}");
+                    true
+                }
+            };
+        }
+        self.active = Some(Active {
+            mem,
+            rx,
+            tx,
+            interrupt,
+        });
+        for (index, event) in self.queue_events.iter().enumerate() {
+            if let Err(e) = event.write(1) {
+                error!("virtio-net: cannot kick queue {index} after activation: {e}");
+            }
+        }
+        Ok(())
     }
 
     fn config_space(&self) -> [u8; 8] {
@@ -232,47 +287,13 @@ impl VirtioDevice for Net {
         queues: Vec<Queue>,
         interrupt: Arc<VirtioInterrupt>,
     ) -> Result<(), ActivateError> {
-        let Ok([rx, tx]) = <[Queue; 2]>::try_from(queues) else {
-            return Err(ActivateError::Other(
-                "virtio-net expects exactly two queues".to_string(),
-            ));
-        };
-        for (index, q) in [(RX_QUEUE, &rx), (TX_QUEUE, &tx)] {
-            if !q.ready() {
-                return Err(ActivateError::BadQueue {
-                    index,
-                    reason: "the queue is not ready".to_string(),
-                });
-            }
-        }
-        let mut rx = rx;
-        let rx_notifications = match rx.disable_notification(&mem) {
-            Ok(()) => false,
-            Err(e) => {
-                warn!("virtio-net: cannot suppress receive-queue notifications: {e}");
-                true
-            }
-        };
-        self.active = Some(Active {
-            mem,
-            rx,
-            tx,
-            interrupt,
-            rx_notifications,
-        });
-        // Let the event loop look at buffers queued before DRIVER_OK and resume polling the
-        // backend (the receive-queue handler does that).
-        for (index, event) in self.queue_events.iter().enumerate() {
-            if let Err(e) = event.write(1) {
-                error!("virtio-net: cannot kick queue {index} after activation: {e}");
-            }
-        }
-        Ok(())
+        self.start(mem, queues, interrupt, true)
     }
 
     fn reset(&mut self) {
         self.active = None;
         self.acked_features = 0;
+        self.rx_notifications = false;
         if self.rx_pending.take().is_some() {
             self.metrics.rx_dropped += 1;
             debug!("virtio-net: reset dropped the frame waiting for a receive buffer");
@@ -281,5 +302,24 @@ impl VirtioDevice for Net {
 
     fn queue_events(&self) -> &[EventFd] {
         &self.queue_events
+    }
+
+    fn acked_features(&self) -> u64 {
+        self.acked_features
+    }
+
+    fn queue_states(&self) -> Option<Vec<QueueState>> {
+        self.active
+            .as_ref()
+            .map(|active| vec![active.rx.state(), active.tx.state()])
+    }
+
+    fn resume(
+        &mut self,
+        mem: GuestMemory,
+        queues: Vec<Queue>,
+        interrupt: Arc<VirtioInterrupt>,
+    ) -> Result<(), ActivateError> {
+        self.start(mem, queues, interrupt, false)
     }
 }

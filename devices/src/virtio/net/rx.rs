@@ -57,20 +57,20 @@ impl Net {
             match deliver(active, &self.rx_frame[..len], &mut self.metrics) {
                 Delivery::Delivered | Delivery::Dropped => {
                     self.rx_pending = None;
-                    if active.rx_notifications {
+                    if self.rx_notifications {
                         match active.rx.disable_notification(&active.mem) {
-                            Ok(()) => active.rx_notifications = false,
+                            Ok(()) => self.rx_notifications = false,
                             Err(e) => debug!("virtio-net: {e}"),
                         }
                     }
                 }
-                Delivery::NoBuffer if !active.rx_notifications => {
+                Delivery::NoBuffer if !self.rx_notifications => {
                     // Ask the driver to notify when it adds buffers; if it added some in the
                     // meantime, try again now. The frame waits either way.
                     self.rx_pending = Some(len);
                     match active.rx.enable_notification(&active.mem) {
                         Ok(more) => {
-                            active.rx_notifications = true;
+                            self.rx_notifications = true;
                             if more {
                                 continue;
                             }

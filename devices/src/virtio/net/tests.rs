@@ -1,99 +1,22 @@
 //! Real descriptor chains through the network device, with a scripted backend.
 
-use std::collections::VecDeque;
-use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
+use event_manager::SubscriberOps;
 use vm_memory::{Bytes, GuestAddress};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::*;
 use crate::backends::UnixDgram;
-use crate::virtio::test_utils::{counting_interrupt, guest_memory, TestQueue};
+use crate::virtio::test_utils::{
+    counting_interrupt, event_manager, fake_backend, guest_memory, run_until_idle, TestQueue,
+    WireHandle,
+};
 
 const RXQ_BASE: u64 = 0x1000;
 const TXQ_BASE: u64 = 0x2000;
 const BUF: u64 = 0x10_0000;
 const MAC: [u8; 6] = [0x02, 0x52, 0x50, 0x00, 0x00, 0x01];
-
-/// Frames waiting for the device, and frames the device sent.
-#[derive(Default)]
-struct Wire {
-    to_guest: VecDeque<Vec<u8>>,
-    from_guest: Vec<Vec<u8>>,
-    fail_sends: bool,
-}
-
-/// A backend whose ready fd is an eventfd that is readable while frames are waiting.
-struct FakeBackend {
-    wire: Arc<Mutex<Wire>>,
-    ready: Arc<EventFd>,
-}
-
-impl NetBackend for FakeBackend {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let mut wire = self.wire.lock().unwrap();
-        let Some(frame) = wire.to_guest.pop_front() else {
-            return Ok(None);
-        };
-        if wire.to_guest.is_empty() {
-            let _ = self.ready.read();
-        }
-        let n = frame.len().min(buf.len());
-        buf[..n].copy_from_slice(&frame[..n]);
-        Ok(Some(n))
-    }
-
-    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        let mut wire = self.wire.lock().unwrap();
-        if wire.fail_sends {
-            return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
-        }
-        wire.from_guest.push(frame.to_vec());
-        Ok(())
-    }
-
-    fn ready_fd(&self) -> RawFd {
-        self.ready.as_raw_fd()
-    }
-}
-
-/// The test's handle on the fake backend's wire.
-#[derive(Clone)]
-struct WireHandle {
-    wire: Arc<Mutex<Wire>>,
-    ready: Arc<EventFd>,
-}
-
-impl WireHandle {
-    fn push(&self, frame: Vec<u8>) {
-        self.wire.lock().unwrap().to_guest.push_back(frame);
-        self.ready.write(1).unwrap();
-    }
-
-    fn waiting(&self) -> usize {
-        self.wire.lock().unwrap().to_guest.len()
-    }
-
-    fn sent(&self) -> Vec<Vec<u8>> {
-        self.wire.lock().unwrap().from_guest.clone()
-    }
-}
-
-fn fake_backend() -> (FakeBackend, WireHandle) {
-    let wire = Arc::new(Mutex::new(Wire::default()));
-    let ready = Arc::new(EventFd::new(EFD_NONBLOCK).unwrap());
-    (
-        FakeBackend {
-            wire: wire.clone(),
-            ready: ready.clone(),
-        },
-        WireHandle { wire, ready },
-    )
-}
 
 fn frame(len: usize, tag: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(3) ^ tag).collect()
@@ -359,20 +282,6 @@ fn reset_drops_the_pending_frame_and_counts_it() {
     // Nothing moves until the driver activates the device again.
     assert!(net.receive());
     net.transmit();
-}
-
-fn event_manager() -> EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> {
-    EventManager::new().unwrap()
-}
-
-/// Runs the event loop until it has nothing left to do.
-fn run_until_idle(manager: &mut EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>) {
-    for _ in 0..100 {
-        if manager.run_with_timeout(50).unwrap() == 0 {
-            return;
-        }
-    }
-    panic!("the event loop never went idle");
 }
 
 #[test]
