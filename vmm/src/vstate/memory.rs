@@ -114,7 +114,8 @@ pub fn map_guest_memory_private(
             .ok_or_else(|| std::io::Error::other("memory region address overflows"))?;
         mapped.push(region);
     }
-    GuestMemory::from_regions(mapped).map_err(|e| std::io::Error::other(format!("guest memory layout: {e}")))
+    GuestMemory::from_regions(mapped)
+        .map_err(|e| std::io::Error::other(format!("guest memory layout: {e}")))
 }
 
 #[cfg(test)]
@@ -129,7 +130,8 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         let file = File::open(&path).unwrap();
         // Two regions: the first page at GPA 0, the next two at GPA 1 MiB.
-        let mem = map_guest_memory_private(&file, &[(0, 4096), (1 << 20, 8192)], &[0, 4096]).unwrap();
+        let mem =
+            map_guest_memory_private(&file, &[(0, 4096), (1 << 20, 8192)], &[0, 4096]).unwrap();
         let mut buf = vec![0u8; 8192];
         mem.read_slice(&mut buf, GuestAddress(1 << 20)).unwrap();
         assert_eq!(buf, data[4096..]);
@@ -137,7 +139,11 @@ mod tests {
         let mut head = [0u8; 16];
         mem.read_slice(&mut head, GuestAddress(0)).unwrap();
         assert_eq!(head, [0xff; 16]);
-        assert_eq!(std::fs::read(&path).unwrap(), data, "the image must stay untouched");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            data,
+            "the image must stay untouched"
+        );
         std::fs::remove_file(&path).unwrap();
     }
 }

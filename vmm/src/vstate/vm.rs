@@ -118,7 +118,11 @@ impl Vm {
 
 /// Registers every region of `mem` as a KVM memory slot (slot n = region n).
 fn register_memory(fd: &VmFd, mem: &GuestMemory, log_dirty: bool) -> Result<(), VmError> {
-    let flags = if log_dirty { kvm_bindings::KVM_MEM_LOG_DIRTY_PAGES } else { 0 };
+    let flags = if log_dirty {
+        kvm_bindings::KVM_MEM_LOG_DIRTY_PAGES
+    } else {
+        0
+    };
     for (slot, region) in mem.iter().enumerate() {
         let host = region
             .get_host_address(vm_memory::MemoryRegionAddress(0))
@@ -135,7 +139,9 @@ fn register_memory(fd: &VmFd, mem: &GuestMemory, log_dirty: bool) -> Result<(), 
         };
         // SAFETY: the region is a live mmap owned by `mem`, which outlives the VM (the VM
         // owner keeps both); KVM only accesses it while the VM exists.
-        ioctl("KVM_SET_USER_MEMORY_REGION", unsafe { fd.set_user_memory_region(r) })?;
+        ioctl("KVM_SET_USER_MEMORY_REGION", unsafe {
+            fd.set_user_memory_region(r)
+        })?;
     }
     Ok(())
 }
