@@ -75,6 +75,10 @@ pub struct RunningVm {
     pub cmdline: String,
     /// Attached drives, in configuration order.
     pub drives: Vec<DriveHandle>,
+    /// Virtio devices, in slot order (for snapshots).
+    pub virtio: Vec<crate::device_manager::VirtioSlot>,
+    /// The i8042 (for snapshots).
+    pub i8042: Arc<Mutex<devices::i8042::I8042>>,
 }
 
 fn vcpu_err(index: u8, what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> BuildError {
@@ -220,5 +224,7 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
         subscribers: dm.subscribers,
         cmdline: cmdline_text,
         drives,
+        virtio: dm.virtio,
+        i8042: dm.i8042,
     })
 }

@@ -56,6 +56,10 @@ pub struct DeviceManager {
     pub cmdline_entries: Vec<String>,
     /// The UART, for console input and flushing.
     pub serial: Option<Arc<Mutex<SerialDevice>>>,
+    /// The i8042.
+    pub i8042: Arc<Mutex<I8042>>,
+    /// Virtio devices, in slot order.
+    pub virtio: Vec<VirtioSlot>,
     next_slot: u32,
 }
 
@@ -64,13 +68,15 @@ impl DeviceManager {
     pub fn new(reset_line: Arc<dyn InterruptLine>) -> Result<Self, DeviceError> {
         let mut pio = Bus::new();
         let i8042 = Arc::new(Mutex::new(I8042::new(reset_line)));
-        pio.insert(i8042, I8042_PORT, I8042_PORT_COUNT)?;
+        pio.insert(i8042.clone(), I8042_PORT, I8042_PORT_COUNT)?;
         Ok(DeviceManager {
             pio,
             mmio: Bus::new(),
             subscribers: Vec::new(),
             cmdline_entries: Vec::new(),
             serial: None,
+            i8042,
+            virtio: Vec::new(),
             next_slot: 0,
         })
     }
@@ -99,6 +105,28 @@ impl DeviceManager {
         vm: &Vm,
         mem: &GuestMemory,
         device: Arc<Mutex<D>>,
+        handle: VirtioHandle,
+    ) -> Result<(), DeviceError>
+    where
+        D: VirtioDevice + MutEventSubscriber + 'static,
+    {
+        let mem = mem.clone();
+        self.wire_virtio(vm, device, handle, move |device, interrupt| {
+            Ok(MmioTransport::new(device, mem, interrupt))
+        })
+    }
+
+    /// Like [`DeviceManager::add_virtio`], but the transport comes from `make_transport`
+    /// (a restore builds it from saved state once the interrupt exists).
+    pub fn wire_virtio<D>(
+        &mut self,
+        vm: &Vm,
+        device: Arc<Mutex<D>>,
+        handle: VirtioHandle,
+        make_transport: impl FnOnce(
+            Arc<Mutex<dyn VirtioDevice>>,
+            Arc<VirtioInterrupt>,
+        ) -> Result<MmioTransport, DeviceError>,
     ) -> Result<(), DeviceError>
     where
         D: VirtioDevice + MutEventSubscriber + 'static,
@@ -118,13 +146,35 @@ impl DeviceManager {
         }
         let interrupt = Arc::new(VirtioInterrupt::new(Box::new(irq)));
         let as_virtio: Arc<Mutex<dyn VirtioDevice>> = device.clone();
-        let transport = MmioTransport::new(as_virtio, mem.clone(), interrupt);
+        let transport = Arc::new(Mutex::new(make_transport(as_virtio, interrupt)?));
         self.mmio
-            .insert(Arc::new(Mutex::new(transport)), base, MMIO_WINDOW_SIZE)?;
+            .insert(transport.clone(), base, MMIO_WINDOW_SIZE)?;
         self.subscribers.push(device);
+        self.virtio.push(VirtioSlot {
+            transport,
+            device: handle,
+        });
         self.cmdline_entries
             .push(format!("virtio_mmio.device=4K@{base:#x}:{gsi}"));
         self.next_slot += 1;
         Ok(())
     }
+}
+
+/// A virtio device as the VMM keeps it, typed for saving and restoring.
+#[derive(Clone)]
+pub enum VirtioHandle {
+    /// A block device and its drive id.
+    Block(String, Arc<Mutex<devices::virtio::Block>>),
+    /// A network device and its interface id.
+    Net(String, Arc<Mutex<devices::virtio::Net>>),
+}
+
+/// One virtio-mmio window: the transport and the device behind it.
+#[derive(Clone)]
+pub struct VirtioSlot {
+    /// The transport on the MMIO bus.
+    pub transport: Arc<Mutex<MmioTransport>>,
+    /// The device.
+    pub device: VirtioHandle,
 }

@@ -68,3 +68,38 @@ impl EventLoop {
             })
     }
 }
+
+/// While alive, the event-loop thread is parked: no device processes events, so device
+/// state and guest memory stay still (used while taking a snapshot). Dropping it releases
+/// the loop.
+pub struct Frozen {
+    release: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if let Some(tx) = self.release.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl EventLoop {
+    /// Parks the event-loop thread until the returned guard is dropped; returns once it
+    /// is parked (so no event is being handled).
+    pub fn freeze(&self) -> Result<Frozen, EventLoopError> {
+        let (parked_tx, parked_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        self.endpoint.fire(move |_ops| {
+            let _ = parked_tx.send(());
+            // Wait for the release (or for the guard to vanish).
+            let _ = release_rx.recv();
+        })?;
+        parked_rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .map_err(|_| EventLoopError::Call("the event loop did not park in time".into()))?;
+        Ok(Frozen {
+            release: Some(release_tx),
+        })
+    }
+}

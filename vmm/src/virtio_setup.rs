@@ -7,7 +7,7 @@ use devices::virtio::{Block, Net};
 use devices::GuestMemory;
 
 use crate::config::{parse_mac, DriveConfig, NetConfig, VmConfig};
-use crate::device_manager::{DeviceError, DeviceManager};
+use crate::device_manager::{DeviceError, DeviceManager, VirtioHandle};
 use crate::drives::{self, DriveHandle};
 use crate::vstate::vm::Vm;
 
@@ -74,11 +74,14 @@ pub fn attach_all(
     let mut handles = Vec::new();
     for drive in &config.drives {
         let handle = block_device(drive)?;
-        dm.add_virtio(vm, mem, handle.block.clone())?;
+        let typed = VirtioHandle::Block(drive.drive_id.clone(), handle.block.clone());
+        dm.add_virtio(vm, mem, handle.block.clone(), typed)?;
         handles.push(handle);
     }
     for net in &config.nets {
-        dm.add_virtio(vm, mem, Arc::new(Mutex::new(net_device(net)?)))?;
+        let device = Arc::new(Mutex::new(net_device(net)?));
+        let typed = VirtioHandle::Net(net.iface_id.clone(), device.clone());
+        dm.add_virtio(vm, mem, device, typed)?;
     }
     Ok(handles)
 }
