@@ -143,6 +143,68 @@ fn configure_vcpu(
     Ok(())
 }
 
+/// Opens the console and adds COM1 (restored from `saved` when given), with its input
+/// sockets queued for the event loop.
+pub(crate) fn attach_console(
+    dm: &mut DeviceManager,
+    vm: &Vm,
+    config: &VmConfig,
+    saved: Option<&devices::serial::SerialDeviceState>,
+) -> Result<Arc<Mutex<SerialDevice>>, BuildError> {
+    let console = serial_io::Console::open(&config.serial)?;
+    let serial = dm.add_serial(vm, console.output, saved)?;
+    for listener in console.listeners {
+        let input = ConsoleInput::new(listener.socket, listener.client, serial.clone())
+            .map_err(BuildError::Thread)?;
+        dm.subscribers.push(Arc::new(Mutex::new(input)));
+    }
+    Ok(serial)
+}
+
+/// Creates `count` vCPU fds.
+pub(crate) fn create_vcpu_fds(vm: &Vm, count: u8) -> Result<Vec<VcpuFd>, BuildError> {
+    (0..count)
+        .map(|i| vm.fd().create_vcpu(u64::from(i)).map_err(vcpu_err(i, "KVM_CREATE_VCPU")))
+        .collect()
+}
+
+/// Starts a thread per vCPU and assembles the running VM.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn start_vcpus(
+    fds: Vec<VcpuFd>,
+    memory: GuestMemory,
+    vm: Vm,
+    control: Arc<VcpuControl>,
+    dm: DeviceManager,
+    serial: Arc<Mutex<SerialDevice>>,
+    cmdline: String,
+    drives: Vec<DriveHandle>,
+) -> Result<RunningVm, BuildError> {
+    let mut vcpus = Vec::new();
+    for (i, fd) in fds.into_iter().enumerate() {
+        let ctx = VcpuContext { pio: dm.pio.clone(), mmio: dm.mmio.clone(), control: control.clone() };
+        match vcpu::spawn(i as u8, fd, ctx) {
+            Ok(h) => vcpus.push(h),
+            Err(e) => {
+                vcpu::stop_all(&control, &mut vcpus);
+                return Err(BuildError::Thread(e));
+            }
+        }
+    }
+    Ok(RunningVm {
+        memory,
+        vm,
+        vcpus,
+        control,
+        serial,
+        subscribers: dm.subscribers,
+        cmdline,
+        drives,
+        virtio: dm.virtio,
+        i8042: dm.i8042,
+    })
+}
+
 /// Builds and starts the VM described by `config`.
 pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
     config.validate()?;
@@ -159,14 +221,7 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
     let count = machine.vcpu_count;
     let control = Arc::new(VcpuControl::new(usize::from(count)).map_err(BuildError::Thread)?);
     let mut dm = DeviceManager::new(Arc::new(ResetLine(control.clone())))?;
-
-    let console = serial_io::Console::open(&config.serial)?;
-    let serial = dm.add_serial(&vm, console.output)?;
-    for listener in console.listeners {
-        let input = ConsoleInput::new(listener.socket, listener.client, serial.clone())
-            .map_err(BuildError::Thread)?;
-        dm.subscribers.push(Arc::new(Mutex::new(input)));
-    }
+    let serial = attach_console(&mut dm, &vm, config, None)?;
     let drives = virtio_setup::attach_all(config, &vm, &memory, &mut dm)?;
     lap("devices");
 
@@ -183,48 +238,18 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
     let boot_regs = pvh::configure(&memory, entry, &cmdline, boot_source.initrd_path.as_ref())?;
     lap("kernel");
 
-    let fds: Vec<VcpuFd> = (0..count)
-        .map(|i| {
-            vm.fd()
-                .create_vcpu(u64::from(i))
-                .map_err(vcpu_err(i, "KVM_CREATE_VCPU"))
-        })
-        .collect::<Result<_, _>>()?;
+    let fds = create_vcpu_fds(&vm, count)?;
     let tsc_khz = fds[0].get_tsc_khz().ok();
     for (i, fd) in fds.iter().enumerate() {
         let i = i as u8;
         configure_vcpu(fd, i, count, tsc_khz, (i == 0).then_some(&boot_regs))?;
     }
     lap("vcpus configured");
-    let mut vcpus = Vec::new();
-    for (i, fd) in fds.into_iter().enumerate() {
-        let ctx = VcpuContext {
-            pio: dm.pio.clone(),
-            mmio: dm.mmio.clone(),
-            control: control.clone(),
-        };
-        match vcpu::spawn(i as u8, fd, ctx) {
-            Ok(h) => vcpus.push(h),
-            Err(e) => {
-                vcpu::stop_all(&control, &mut vcpus);
-                return Err(BuildError::Thread(e));
-            }
-        }
-    }
+    let running = start_vcpus(fds, memory, vm, control, dm, serial, cmdline_text, drives)?;
     log::info!(
-        "VM started: {count} vCPU(s), {} MiB, command line {cmdline_text:?}",
-        machine.mem_size_mib
+        "VM started: {count} vCPU(s), {} MiB, command line {:?}",
+        machine.mem_size_mib,
+        running.cmdline
     );
-    Ok(RunningVm {
-        memory,
-        vm,
-        vcpus,
-        control,
-        serial,
-        subscribers: dm.subscribers,
-        cmdline: cmdline_text,
-        drives,
-        virtio: dm.virtio,
-        i8042: dm.i8042,
-    })
+    Ok(running)
 }

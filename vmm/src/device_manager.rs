@@ -35,6 +35,9 @@ pub enum DeviceError {
     /// The bus refused the range.
     #[error(transparent)]
     Bus(#[from] devices::bus::BusError),
+    /// A saved device state could not be restored.
+    #[error("restoring a device: {0}")]
+    Restore(String),
     /// No more MMIO windows / interrupt lines.
     #[error("too many virtio devices: at most {0} are supported")]
     TooMany(u32),
@@ -86,12 +89,18 @@ impl DeviceManager {
         &mut self,
         vm: &Vm,
         out: Box<dyn std::io::Write + Send>,
+        saved: Option<&devices::serial::SerialDeviceState>,
     ) -> Result<Arc<Mutex<SerialDevice>>, DeviceError> {
+        use snapshot::Persist;
         let irq = eventfd()?;
         vm.register_irqfd(&irq, COM1_GSI)?;
-        let serial = Arc::new(Mutex::new(
-            SerialDevice::new(Arc::new(irq), out).map_err(DeviceError::EventFd)?,
-        ));
+        let irq: Arc<dyn devices::interrupt::InterruptLine> = Arc::new(irq);
+        let device = match saved {
+            Some(state) => SerialDevice::restore(devices::serial::SerialArgs { irq, out }, state)
+                .map_err(|e| DeviceError::Restore(e.to_string()))?,
+            None => SerialDevice::new(irq, out).map_err(DeviceError::EventFd)?,
+        };
+        let serial = Arc::new(Mutex::new(device));
         self.pio
             .insert(serial.clone(), COM1_PORT, UART_PORT_COUNT)?;
         self.serial = Some(serial.clone());
