@@ -16,7 +16,10 @@ pub struct PersistError {
 impl PersistError {
     /// An error for `component`.
     pub fn new(component: impl Into<String>, problem: impl Into<String>) -> Self {
-        PersistError { component: component.into(), problem: problem.into() }
+        PersistError {
+            component: component.into(),
+            problem: problem.into(),
+        }
     }
 }
 
