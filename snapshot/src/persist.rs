@@ -16,10 +16,7 @@ pub struct PersistError {
 impl PersistError {
     /// An error for `component`.
     pub fn new(component: impl Into<String>, problem: impl Into<String>) -> Self {
-        PersistError {
-            component: component.into(),
-            problem: problem.into(),
-        }
+        PersistError { component: component.into(), problem: problem.into() }
     }
 }
 
