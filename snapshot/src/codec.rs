@@ -142,3 +142,26 @@ impl<'a> Decoder<'a> {
             .collect())
     }
 }
+
+impl Decoder<'_> {
+    /// `n` `u32`s (the bytes must be present before anything is allocated).
+    pub fn u32s(&mut self, n: usize, what: &str) -> Result<Vec<u32>> {
+        let len = n.checked_mul(4).ok_or_else(|| {
+            SnapshotError::corrupt(self.path, format!("{what}: length overflows"))
+        })?;
+        let b = self.bytes(len, what)?;
+        Ok(b.chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+}
+
+impl Encoder {
+    /// Appends `u32`s.
+    pub fn u32s(&mut self, v: &[u32]) {
+        self.buf.reserve(v.len() * 4);
+        for x in v {
+            self.u32(*x);
+        }
+    }
+}

@@ -16,13 +16,22 @@
 //! and what is wrong. Files are written under a temporary name and renamed into place once
 //! flushed, so a crash never leaves a half-written file under a final name.
 
+pub mod bitmap;
 pub mod codec;
+pub mod dirty;
 pub mod error;
 pub mod fsutil;
 pub mod limits;
+pub mod memory;
 pub mod persist;
 pub mod state;
 
+pub use bitmap::PageBitmap;
+pub use dirty::DirtyBitmap;
 pub use error::{Result, SnapshotError};
+pub use memory::{
+    apply_diff, consolidate, write_diff, write_full, DiffImage, FullImage, MemoryLayout,
+    MemoryRegion,
+};
 pub use persist::{Persist, PersistError};
 pub use state::{StateFile, StateWriter};

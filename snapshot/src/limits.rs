@@ -21,3 +21,8 @@ pub const MAX_TAG_BYTES: usize = 128;
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// Longest chain of diff snapshots followed before giving up.
 pub const MAX_CHAIN_LEN: usize = 100_000;
+/// Largest layout-and-checksum table (the part after the data) of a memory image: enough
+/// for the bitmaps and checksums of [`MAX_GUEST_MEMORY`].
+pub const MAX_IMAGE_META_BYTES: u64 = 80 << 20;
+/// Largest single write issued while writing a memory image.
+pub const MAX_WRITE_BYTES: usize = 16 << 20;
