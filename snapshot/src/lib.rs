@@ -22,16 +22,24 @@ pub mod dirty;
 pub mod error;
 pub mod fsutil;
 pub mod limits;
+pub mod manifest;
 pub mod memory;
+pub mod pending;
 pub mod persist;
+pub mod retention;
 pub mod state;
+pub mod store;
 
 pub use bitmap::PageBitmap;
 pub use dirty::DirtyBitmap;
 pub use error::{Result, SnapshotError};
+pub use manifest::{Manifest, MemoryInfo, SnapshotKind, VolumeSnapshot};
 pub use memory::{
     apply_diff, consolidate, write_diff, write_full, DiffImage, FullImage, MemoryLayout,
     MemoryRegion,
 };
+pub use pending::{unix_ms_now, NewSnapshot, PendingSnapshot};
 pub use persist::{Persist, PersistError};
+pub use retention::{plan_retention, RetentionPlan};
 pub use state::{StateFile, StateWriter};
+pub use store::{Ignored, Listing, SnapshotStore};

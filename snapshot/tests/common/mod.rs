@@ -1,6 +1,8 @@
 //! Helpers shared by this crate's integration tests.
 #![allow(dead_code)]
 
+pub mod snap;
+
 use std::path::{Path, PathBuf};
 
 /// A directory under the target directory, removed when dropped.
