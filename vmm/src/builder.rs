@@ -164,7 +164,11 @@ pub(crate) fn attach_console(
 /// Creates `count` vCPU fds.
 pub(crate) fn create_vcpu_fds(vm: &Vm, count: u8) -> Result<Vec<VcpuFd>, BuildError> {
     (0..count)
-        .map(|i| vm.fd().create_vcpu(u64::from(i)).map_err(vcpu_err(i, "KVM_CREATE_VCPU")))
+        .map(|i| {
+            vm.fd()
+                .create_vcpu(u64::from(i))
+                .map_err(vcpu_err(i, "KVM_CREATE_VCPU"))
+        })
         .collect()
 }
 
@@ -182,7 +186,11 @@ pub(crate) fn start_vcpus(
 ) -> Result<RunningVm, BuildError> {
     let mut vcpus = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
-        let ctx = VcpuContext { pio: dm.pio.clone(), mmio: dm.mmio.clone(), control: control.clone() };
+        let ctx = VcpuContext {
+            pio: dm.pio.clone(),
+            mmio: dm.mmio.clone(),
+            control: control.clone(),
+        };
         match vcpu::spawn(i as u8, fd, ctx) {
             Ok(h) => vcpus.push(h),
             Err(e) => {

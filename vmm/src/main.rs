@@ -20,8 +20,11 @@ struct Args {
     #[arg(long)]
     api_sock: Option<PathBuf>,
     /// Configure (and start) the VM from this JSON file.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "restore")]
     config_file: Option<PathBuf>,
+    /// Restore and run the VM saved in this snapshot directory (`<store>/<id>`).
+    #[arg(long)]
+    restore: Option<PathBuf>,
     /// Instance identifier reported by `GET /`.
     #[arg(long, default_value = "reprise")]
     id: String,
@@ -37,8 +40,8 @@ fn load_config(path: &PathBuf) -> Result<VmConfig, String> {
 }
 
 fn run(args: Args) -> Result<ExitCode, String> {
-    if args.api_sock.is_none() && args.config_file.is_none() {
-        return Err("give --api-sock PATH, --config-file FILE, or both".into());
+    if args.api_sock.is_none() && args.config_file.is_none() && args.restore.is_none() {
+        return Err("give --api-sock PATH, --config-file FILE or --restore DIR".into());
     }
     vmm::arch::cpuid::prefetch_supported();
     if vmm::vstate::vm::host_is_pvm() {
@@ -49,6 +52,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
     }
     let term = supervisor::install_term_handler().map_err(|e| format!("signals: {e}"))?;
     let events = EventLoop::start().map_err(|e| e.to_string())?;
+    let vm_id = args.id.clone();
     let vmm = Arc::new(Vmm::new(args.id, events).map_err(|e| e.to_string())?);
     let api = match &args.api_sock {
         Some(path) => Some(
@@ -61,6 +65,11 @@ fn run(args: Args) -> Result<ExitCode, String> {
         let config = load_config(path)?;
         vmm.set_config(config).map_err(|e| e.message)?;
         vmm.start().map_err(|e| e.message)?;
+    }
+    if let Some(dir) = &args.restore {
+        let (config, running) =
+            vmm::snapshots::restore::restore(dir, &vm_id).map_err(|e| e.to_string())?;
+        vmm.start_restored(config, running).map_err(|e| e.message)?;
     }
     let outcome = supervisor::run(&vmm, &term, api.is_none());
     if let Some(api) = api {

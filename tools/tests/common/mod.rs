@@ -235,6 +235,20 @@ impl VmmControl for Mock {
         Ok(())
     }
 
+    fn create_snapshot(
+        &self,
+        request: vmm::api::SnapshotCreate,
+    ) -> Result<vmm::api::SnapshotCreated, ApiError> {
+        let id = request.snapshot_id.unwrap_or_else(|| "snap-1".into());
+        let dir = request.snapshot_dir.join(&id).display().to_string();
+        Ok(vmm::api::SnapshotCreated {
+            id,
+            dir,
+            pause_us: 1500,
+            memory_bytes: 1 << 20,
+        })
+    }
+
     fn snapshot_drive(&self, drive_id: &str, name: &str) -> Result<DriveSnapshot, ApiError> {
         let mut inner = self.lock();
         inner

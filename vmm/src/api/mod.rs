@@ -92,6 +92,19 @@ pub struct DriveSnapshot {
     pub size_bytes: u64,
 }
 
+/// Body of `PUT /snapshot/create`: a full snapshot of the running (or paused) VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotCreate {
+    /// The snapshot store: a directory holding one sub-directory per snapshot.
+    pub snapshot_dir: std::path::PathBuf,
+    /// The snapshot's id (its directory's name); generated from the time when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+}
+
+pub use crate::snapshots::create::SnapshotCreated;
+
 /// An error returned to an API client as `{"fault_message": "..."}` with `status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -166,6 +179,9 @@ pub trait VmmControl: Send + Sync + 'static {
     fn snapshot_drive(&self, drive_id: &str, name: &str) -> Result<DriveSnapshot, ApiError>;
     /// `GET /drives/{id}/snapshots`: the snapshots of the drive's volume.
     fn drive_snapshots(&self, drive_id: &str) -> Result<Vec<DriveSnapshot>, ApiError>;
+    /// `PUT /snapshot/create`: a full snapshot (vCPUs, devices, memory, volume snapshots);
+    /// the guest is paused while it is taken and resumes afterwards unless it was paused.
+    fn create_snapshot(&self, request: SnapshotCreate) -> Result<SnapshotCreated, ApiError>;
     /// `PUT /actions {"action_type": "InstanceStart"}`.
     fn start(&self) -> Result<(), ApiError>;
     /// `PUT /actions {"action_type": "InstanceStop"}`: stops the vCPUs for good.

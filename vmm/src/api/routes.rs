@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::{ApiError, VmmControl};
+use super::{ApiError, SnapshotCreate, VmmControl};
 use crate::config::{BootSource, DriveConfig, DrivePatch, MachineConfig, NetConfig, SerialConfig};
 
 mod bodies;
@@ -63,6 +63,8 @@ pub enum Operation {
     PutAction,
     /// `PATCH /vm`: [`VmmControl::pause`] or [`VmmControl::resume`].
     PatchVm,
+    /// `PUT /snapshot/create`: [`VmmControl::create_snapshot`].
+    PutSnapshotCreate,
 }
 
 /// One entry of the route table.
@@ -83,6 +85,13 @@ pub struct Route {
 
 /// Every route the API serves. `docs/openapi.yaml` documents exactly these (a test checks).
 pub const ROUTES: &[Route] = &[
+    Route {
+        method: "PUT",
+        path: "/snapshot/create",
+        summary: "Take a full snapshot of the VM",
+        success_status: 201,
+        operation: Operation::PutSnapshotCreate,
+    },
     Route {
         method: "GET",
         path: "/",
@@ -386,6 +395,13 @@ fn handle(
             check_same_id(&id, &patch.drive_id, "drive_id")?;
             control.patch_drive(patch)?;
             ok()
+        }
+        Operation::PutSnapshotCreate => {
+            let request: SnapshotCreate = json::parse_body(request, "SnapshotCreate")?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.create_snapshot(request)?,
+            ))
         }
         Operation::PutDriveSnapshot => {
             let id = path_param(params, "drive_id")?;

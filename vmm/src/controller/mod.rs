@@ -90,6 +90,30 @@ impl Vmm {
         }
     }
 
+    /// Runs a VM restored from a snapshot (the configuration it now runs with).
+    pub fn start_restored(&self, config: VmConfig, mut vm: RunningVm) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        Self::configurable(&inner)?;
+        let subscribers = std::mem::take(&mut vm.subscribers);
+        let subscriber_ids = match self.events.add(subscribers) {
+            Ok(ids) => ids,
+            Err(e) => {
+                vcpu::stop_all(&vm.control, &mut vm.vcpus);
+                return Err(ApiError::internal(e.to_string()));
+            }
+        };
+        inner.config = config;
+        inner.phase = Phase::Running {
+            vm,
+            paused: false,
+            subscriber_ids,
+        };
+        if let Err(e) = self.started_evt.write(1) {
+            log::error!("cannot wake the supervisor: {e}");
+        }
+        Ok(())
+    }
+
     /// The eventfd pulsed when the running VM stops (a duplicate owned by the caller).
     pub fn exit_watch(&self) -> Option<EventFd> {
         let inner = self.lock();
@@ -230,6 +254,52 @@ impl VmmControl for Vmm {
 
     fn drive_snapshots(&self, drive_id: &str) -> Result<Vec<DriveSnapshot>, ApiError> {
         drives::snapshots(&self.lock(), drive_id)
+    }
+
+    fn create_snapshot(
+        &self,
+        request: crate::api::SnapshotCreate,
+    ) -> Result<crate::api::SnapshotCreated, ApiError> {
+        let id = request
+            .snapshot_id
+            .clone()
+            .unwrap_or_else(|| format!("snap-{}", snapshot::unix_ms_now()));
+        let mut inner = self.lock();
+        let config = inner.config.clone();
+        let Phase::Running { vm, paused, .. } = &mut inner.phase else {
+            return Err(ApiError::conflict(
+                "only a running or paused VM can be snapshotted",
+            ));
+        };
+        if vm.control.exit_reason().is_some() {
+            return Err(ApiError::conflict(
+                "the VM has stopped and cannot be snapshotted",
+            ));
+        }
+        let was_paused = *paused;
+        if !was_paused && !vcpu::pause_all(&vm.control, &vm.vcpus) {
+            return Err(ApiError::internal(
+                "a vCPU did not acknowledge the pause in time",
+            ));
+        }
+        let result = crate::snapshots::create::create_full(
+            vm,
+            &config,
+            &self.events,
+            &request.snapshot_dir,
+            &id,
+        );
+        if !was_paused && !vcpu::resume_all(&vm.control) {
+            log::error!("a vCPU did not resume after the snapshot");
+        }
+        let created = result.map_err(|e| ApiError::bad_request(e.to_string()))?;
+        log::info!(
+            "snapshot {} taken in {} (guest paused {} us)",
+            created.id,
+            created.dir,
+            created.pause_us
+        );
+        Ok(created)
     }
 
     fn start(&self) -> Result<(), ApiError> {

@@ -1,3 +1,5 @@
 //! VM snapshots: what is saved, in which order, and how a VM is rebuilt from them.
 
+pub mod create;
 pub mod devices_state;
+pub mod restore;

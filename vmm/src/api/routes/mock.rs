@@ -36,6 +36,7 @@ pub(crate) const COUNTERS: DriveCounters = DriveCounters {
 /// One recorded call on the mock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Call {
+    CreateSnapshot(crate::api::SnapshotCreate),
     MachineConfig(MachineConfig),
     BootSource(BootSource),
     Drive(DriveConfig),
@@ -306,6 +307,24 @@ impl VmmControl for MockControl {
             }
         }
         Ok(())
+    }
+
+    fn create_snapshot(
+        &self,
+        request: crate::api::SnapshotCreate,
+    ) -> Result<crate::api::SnapshotCreated, ApiError> {
+        let id = request
+            .snapshot_id
+            .clone()
+            .unwrap_or_else(|| "snap-1".into());
+        let dir = request.snapshot_dir.join(&id).display().to_string();
+        let _inner = self.enter(Call::CreateSnapshot(request))?;
+        Ok(crate::api::SnapshotCreated {
+            id,
+            dir,
+            pause_us: 1500,
+            memory_bytes: 1 << 20,
+        })
     }
 
     fn snapshot_drive(&self, drive_id: &str, name: &str) -> Result<DriveSnapshot, ApiError> {

@@ -70,6 +70,10 @@ fn schemas_of(operation: Operation) -> (RequestBody, ResponseBody) {
         Operation::GetDrive => (Rq::None, Rs::Object("DriveStatus")),
         Operation::PatchDrive => (Rq::Required("DrivePatch"), Rs::None),
         Operation::PutDriveSnapshot => (Rq::Optional("Empty"), Rs::Object("DriveSnapshot")),
+        Operation::PutSnapshotCreate => (
+            Rq::Required("SnapshotCreate"),
+            Rs::Object("SnapshotCreated"),
+        ),
         Operation::ListDriveSnapshots => (Rq::None, Rs::Array("DriveSnapshot")),
         Operation::PutNetworkInterface => (Rq::Required("NetConfig"), Rs::None),
         Operation::PutSerial => (Rq::Required("SerialConfig"), Rs::None),
@@ -317,6 +321,26 @@ fn checks() -> Vec<SchemaCheck> {
     let actions = [ActionType::InstanceStart, ActionType::InstanceStop];
     let changes = [VmStateChange::Paused, VmStateChange::Resumed];
     vec![
+        SchemaCheck {
+            name: "SnapshotCreate",
+            sample: to_value(&crate::api::SnapshotCreate {
+                snapshot_dir: PathBuf::from("/var/lib/reprise/snapshots"),
+                snapshot_id: Some("before-upgrade".into()),
+            }),
+            accepts: accepts::<crate::api::SnapshotCreate>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "SnapshotCreated",
+            sample: to_value(&crate::api::SnapshotCreated {
+                id: "before-upgrade".into(),
+                dir: "/var/lib/reprise/snapshots/before-upgrade".into(),
+                pause_us: 1500,
+                memory_bytes: 1 << 24,
+            }),
+            accepts: accepts::<crate::api::SnapshotCreated>,
+            enums: vec![],
+        },
         SchemaCheck {
             name: "Error",
             sample: to_value(&ErrorBody {

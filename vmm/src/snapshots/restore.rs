@@ -1,0 +1,212 @@
+//! Rebuilding a VM from a full snapshot in a new process.
+//!
+//! Guest memory is mapped `MAP_PRIVATE` from the snapshot's memory image (nothing is
+//! copied; the image stays untouched). The VM and its in-kernel devices, the device models
+//! and the vCPUs are restored from the state file, every field validated; volume drives get
+//! copy-on-write clones of the volume snapshots taken with the VM snapshot.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use devices::virtio::{Block, BlockArgs, MmioTransport, MmioTransportArgs, Net, NetArgs};
+use snapshot::{Persist, SnapshotStore, StateFile};
+
+use super::create::{sections, SnapshotMeta};
+use super::devices_state::{DevicesState, VirtioDeviceState};
+use crate::builder::{self, RunningVm};
+use crate::config::{DriveConfig, VmConfig};
+use crate::device_manager::{DeviceError, DeviceManager, VirtioHandle};
+use crate::drives::{self, DriveHandle};
+use crate::vstate::memory::map_guest_memory_private;
+use crate::vstate::vcpu::{ResetLine, VcpuControl};
+use crate::vstate::vcpu_state::VcpuState;
+use crate::vstate::vm::Vm;
+use crate::vstate::vm_state::VmState;
+
+/// Why a restore failed.
+#[derive(Debug, thiserror::Error)]
+#[error("restore from {snapshot}: {problem}")]
+pub struct RestoreError {
+    /// The snapshot directory.
+    pub snapshot: String,
+    /// What went wrong.
+    pub problem: String,
+}
+
+/// A clone of `volume` at `snapshot` for a restored VM, next to the original volume.
+fn clone_volume(volume: &Path, snapshot: &str, vm_id: &str) -> Result<PathBuf, String> {
+    let base = volume
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("volume");
+    for n in 0..10_000 {
+        let dir = volume.with_file_name(format!("{base}-{vm_id}-{n}"));
+        if !dir.exists() {
+            blockstore::volume::Volume::clone_from_snapshot(volume, snapshot, &dir)
+                .map_err(|e| e.to_string())?;
+            return Ok(dir);
+        }
+    }
+    Err(format!("no free name for a clone of {}", volume.display()))
+}
+
+fn net_backend(
+    config: &VmConfig,
+    id: &str,
+) -> Result<Box<dyn devices::backends::NetBackend>, String> {
+    use devices::backends::{Tap, UnixDgram};
+    let net = config
+        .nets
+        .iter()
+        .find(|n| n.iface_id == id)
+        .ok_or_else(|| format!("no network interface `{id}` in the configuration"))?;
+    match (&net.host_dev_name, &net.socket_path, &net.peer_socket_path) {
+        (Some(tap), _, _) => Ok(Box::new(Tap::open(tap).map_err(|e| e.to_string())?)),
+        (None, Some(local), Some(peer)) => Ok(Box::new(
+            UnixDgram::bind(local, peer).map_err(|e| e.to_string())?,
+        )),
+        _ => Err(format!("network interface `{id}` has no backend")),
+    }
+}
+
+/// Restores snapshot `dir` (a directory `<store>/<id>`); returns the configuration the VM
+/// now runs with (volume paths point at the clones) and the running VM.
+pub fn restore(dir: &Path, vm_id: &str) -> Result<(VmConfig, RunningVm), RestoreError> {
+    let fail = |problem: String| RestoreError {
+        snapshot: dir.display().to_string(),
+        problem,
+    };
+    let id = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| fail("not a snapshot directory".into()))?;
+    let root = dir
+        .parent()
+        .ok_or_else(|| fail("not a snapshot directory".into()))?;
+    let store = SnapshotStore::open(root).map_err(|e| fail(e.to_string()))?;
+    let manifest = store.get(id).map_err(|e| fail(e.to_string()))?;
+    let mut config: VmConfig = serde_json::from_value(manifest.vm_config.clone())
+        .map_err(|e| fail(format!("the saved VM configuration is not valid: {e}")))?;
+    let state: StateFile = store.open_state(id).map_err(|e| fail(e.to_string()))?;
+    let meta: SnapshotMeta = state.get(sections::META).map_err(|e| fail(e.to_string()))?;
+    if meta.vcpu_count != config.machine.vcpu_count {
+        return Err(fail(format!(
+            "{} vCPUs saved, but the configuration has {}",
+            meta.vcpu_count, config.machine.vcpu_count
+        )));
+    }
+    let image = store.open_memory(id).map_err(|e| fail(e.to_string()))?;
+    let expected = crate::arch::layout::ram_ranges(config.machine.mem_size_mib << 20);
+    let regions: Vec<(u64, u64)> = image
+        .layout()
+        .regions
+        .iter()
+        .map(|r| (r.gpa, r.len))
+        .collect();
+    if regions != expected {
+        return Err(fail(format!(
+            "the memory image's layout {regions:x?} does not match {} MiB of guest memory",
+            config.machine.mem_size_mib
+        )));
+    }
+    let offsets: Vec<u64> = (0..regions.len()).map(|i| image.region_offset(i)).collect();
+    let memory = map_guest_memory_private(image.file(), &regions, &offsets)
+        .map_err(|e| fail(e.to_string()))?;
+    let vm = Vm::new(&memory).map_err(|e| fail(e.to_string()))?;
+    let count = config.machine.vcpu_count;
+    let control = Arc::new(VcpuControl::new(usize::from(count)).map_err(|e| fail(e.to_string()))?);
+    let mut dm = DeviceManager::new(Arc::new(ResetLine(control.clone())))
+        .map_err(|e| fail(e.to_string()))?;
+    let devices: DevicesState = state
+        .get(sections::DEVICES)
+        .map_err(|e| fail(e.to_string()))?;
+    let serial = builder::attach_console(&mut dm, &vm, &config, Some(&devices.serial))
+        .map_err(|e| fail(e.to_string()))?;
+
+    // Volume drives continue on clones of the volume snapshots taken with this snapshot.
+    for vs in &manifest.volumes {
+        let clone =
+            clone_volume(Path::new(&vs.volume_path), &vs.snapshot_name, vm_id).map_err(fail)?;
+        if let Some(d) = config.drives.iter_mut().find(|d| d.drive_id == vs.drive_id) {
+            d.volume_path = Some(clone);
+        }
+    }
+    let mut drive_handles = Vec::new();
+    for slot in &devices.virtio {
+        let transport_state = slot.transport.clone();
+        let mem = memory.clone();
+        let make = move |device, interrupt| {
+            MmioTransport::restore(
+                MmioTransportArgs {
+                    device,
+                    mem,
+                    interrupt,
+                },
+                &transport_state,
+            )
+            .map_err(|e| DeviceError::Restore(e.to_string()))
+        };
+        match &slot.device {
+            VirtioDeviceState::Block { id, state } => {
+                let drive: &DriveConfig = config
+                    .drives
+                    .iter()
+                    .find(|d| &d.drive_id == id)
+                    .ok_or_else(|| fail(format!("no drive `{id}` in the configuration")))?;
+                let (backend, limiter, volume) =
+                    drives::open_backend(drive).map_err(|e| fail(e.to_string()))?;
+                let block = Arc::new(Mutex::new(
+                    Block::restore(BlockArgs { backend }, state)
+                        .map_err(|e| fail(e.to_string()))?,
+                ));
+                dm.wire_virtio(
+                    &vm,
+                    block.clone(),
+                    VirtioHandle::Block(id.clone(), block.clone()),
+                    make,
+                )
+                .map_err(|e| fail(e.to_string()))?;
+                drive_handles.push(DriveHandle {
+                    config: drive.clone(),
+                    block,
+                    limiter,
+                    volume,
+                });
+            }
+            VirtioDeviceState::Net { id, state } => {
+                let backend = net_backend(&config, id).map_err(fail)?;
+                let net = Arc::new(Mutex::new(
+                    Net::restore(NetArgs { backend }, state).map_err(|e| fail(e.to_string()))?,
+                ));
+                dm.wire_virtio(
+                    &vm,
+                    net.clone(),
+                    VirtioHandle::Net(id.clone(), net.clone()),
+                    make,
+                )
+                .map_err(|e| fail(e.to_string()))?;
+            }
+        }
+    }
+
+    let fds = builder::create_vcpu_fds(&vm, count).map_err(|e| fail(e.to_string()))?;
+    let vm_state: VmState = state.get(sections::VM).map_err(|e| fail(e.to_string()))?;
+    vm_state.restore(vm.fd()).map_err(|e| fail(e.to_string()))?;
+    for (i, fd) in fds.iter().enumerate() {
+        let s: VcpuState = state
+            .get(&sections::vcpu(i))
+            .map_err(|e| fail(e.to_string()))?;
+        s.validate(i as u8).map_err(|e| fail(e.to_string()))?;
+        s.restore(fd).map_err(|e| fail(e.to_string()))?;
+    }
+    let cmdline = format!("(restored from snapshot {id})");
+    let running =
+        builder::start_vcpus(fds, memory, vm, control, dm, serial, cmdline, drive_handles)
+            .map_err(|e| fail(e.to_string()))?;
+    log::info!(
+        "VM restored from snapshot {}: {count} vCPU(s), {} MiB",
+        dir.display(),
+        config.machine.mem_size_mib
+    );
+    Ok((config, running))
+}
