@@ -1,0 +1,261 @@
+//! VM snapshots: a snapshot taken mid-run and restored in a new process continues exactly
+//! like the original (serial output and disk contents), and damaged snapshots are refused
+//! with a clear error while nothing is deleted.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use reprise_tests::*;
+use serde_json::json;
+
+/// Starts a VM over the API with `args`, optional drives, and serial output to its log.
+fn start(scratch: &Scratch, args: &str, drives: serde_json::Value) -> Reprise {
+    let vm = Reprise::with_api(scratch);
+    vm.api_ok(
+        "PUT",
+        "/machine-config",
+        json!({"vcpu_count": 1, "mem_size_mib": 64}),
+    );
+    vm.api_ok(
+        "PUT",
+        "/boot-source",
+        json!({"kernel_image_path": guest_elf(), "boot_args": args}),
+    );
+    for d in drives.as_array().cloned().unwrap_or_default() {
+        let id = d["drive_id"].as_str().expect("drive_id").to_string();
+        vm.api_ok("PUT", &format!("/drives/{id}"), d);
+    }
+    vm.api_ok(
+        "PUT",
+        "/serial",
+        json!({"output": format!("file:{}", vm.serial_log.display())}),
+    );
+    vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
+    vm
+}
+
+fn snapshot(vm: &Reprise, store: &Path, id: &str) -> serde_json::Value {
+    let (status, body) = vm.api(
+        "PUT",
+        "/snapshot/create",
+        Some(json!({"snapshot_dir": store, "snapshot_id": id})),
+    );
+    assert_eq!(status, 201, "{body:?}\n{}", vm.stderr());
+    body.expect("snapshot body")
+}
+
+fn stop(vm: &mut Reprise) {
+    // SAFETY: signalling the child this test started.
+    unsafe { libc::kill(vm.child.id() as i32, libc::SIGTERM) };
+    vm.wait_exit(Duration::from_secs(10));
+}
+
+/// Restores `dir` in a new process and waits for it to finish; returns (exit ok, stderr).
+fn restore(dir: &Path, stderr_log: &Path) -> (bool, String) {
+    let out = Command::new(reprise_bin())
+        .args(["--restore", dir.to_str().expect("utf-8")])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run reprise --restore");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let _ = std::fs::write(stderr_log, &stderr);
+    (out.status.success(), stderr)
+}
+
+/// Moves the original's serial log aside so the restored VM (same configuration) writes a
+/// fresh one; returns the original's text.
+fn set_aside(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).expect("serial log");
+    std::fs::rename(log, log.with_extension("original")).expect("rename");
+    text
+}
+
+#[test]
+fn restored_dirty_guest_continues_exactly_like_the_original() {
+    require_kvm();
+    let scratch = Scratch::new("snap-dirty");
+    let store = scratch.path("snapshots");
+    let mut vm = start(
+        &scratch,
+        "workload=dirty dirty.mib=8 dirty.rate=3000 dirty.seconds=4",
+        json!([]),
+    );
+    vm.wait_serial("dirty: second=1 ", Duration::from_secs(30));
+    let taken = snapshot(&vm, &store, "mid");
+    assert!(taken["memory_bytes"].as_u64().expect("bytes") > 0);
+    let original = vm.wait_serial("reprise-guest: done", Duration::from_secs(30));
+    stop(&mut vm);
+    set_aside(&vm.serial_log);
+
+    let dir = store.join("mid");
+    // The snapshot stores what the guest uses, not all of its RAM.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
+            .expect("json");
+    assert!(
+        manifest["memory"]["data_bytes"]
+            .as_u64()
+            .expect("data_bytes")
+            < 32 << 20,
+        "{manifest}"
+    );
+    let (ok, stderr) = restore(&dir, &scratch.path("restore.stderr"));
+    assert!(ok, "{stderr}");
+    let restored = std::fs::read_to_string(&vm.serial_log).expect("restored serial");
+    let lines = lines_with(&restored, "dirty: second=");
+    assert!(
+        !lines.is_empty(),
+        "the restored guest printed nothing:\n{restored}\n{stderr}"
+    );
+    assert!(restored.ends_with("reprise-guest: done\n"), "{restored}");
+    assert!(original.ends_with(&restored), "restored output differs from the original's continuation:\noriginal:\n{original}\nrestored:\n{restored}");
+    // Restoring does not consume or change the snapshot: it can be restored again.
+    std::fs::remove_file(&vm.serial_log).expect("remove");
+    let (ok, stderr) = restore(&dir, &scratch.path("restore2.stderr"));
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&vm.serial_log).expect("again"),
+        restored
+    );
+}
+
+fn volume_tool(args: &[&str]) {
+    let out = Command::new(binary("reprise-tools", "reprise-volume"))
+        .args(args)
+        .output()
+        .expect("reprise-volume");
+    assert!(
+        out.status.success(),
+        "reprise-volume {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn export(volume: &Path, out: &Path) -> Vec<u8> {
+    volume_tool(&[
+        "export-raw",
+        volume.to_str().expect("utf-8"),
+        out.to_str().expect("utf-8"),
+        "--quiet",
+    ]);
+    std::fs::read(out).expect("export")
+}
+
+#[test]
+fn restored_disk_writer_ends_with_the_same_disk_as_the_original() {
+    require_kvm();
+    let scratch = Scratch::new("snap-blk");
+    let store = scratch.path("snapshots");
+    let volume = scratch.path("store/volumes/data");
+    volume_tool(&["create", volume.to_str().expect("utf-8"), "--size", "16M"]);
+    let args = "workload=blk-rounds seed=31 blk.sector=2048 blk.sectors=512 blk.rounds=8";
+    let mut vm = start(
+        &scratch,
+        args,
+        json!([{"drive_id": "d0", "volume_path": volume}]),
+    );
+    vm.wait_serial("blk-rounds: round=2 done", Duration::from_secs(30));
+    snapshot(&vm, &store, "mid");
+    let original = vm.wait_serial("reprise-guest: done", Duration::from_secs(30));
+    stop(&mut vm);
+    set_aside(&vm.serial_log);
+    let original_disk = export(&volume, &scratch.path("original.raw"));
+
+    let dir = store.join("mid");
+    let (ok, stderr) = restore(&dir, &scratch.path("restore.stderr"));
+    assert!(ok, "{stderr}");
+    let restored = std::fs::read_to_string(&vm.serial_log).expect("restored serial");
+    assert!(
+        restored.contains("blk-rounds: round=7 done"),
+        "{restored}\n{stderr}"
+    );
+    assert!(
+        original.ends_with(&restored),
+        "original:\n{original}\nrestored:\n{restored}"
+    );
+    // The restored VM ran on a clone of the volume's snapshot; it ends byte-identical.
+    let clone = PathBuf::from(format!("{}-reprise-0", volume.display()));
+    assert!(
+        clone.join("manifest.json").exists(),
+        "no clone at {}",
+        clone.display()
+    );
+    assert!(
+        export(&clone, &scratch.path("restored.raw")) == original_disk,
+        "disks differ"
+    );
+}
+
+#[test]
+fn damaged_snapshots_are_refused_clearly_and_nothing_is_deleted() {
+    require_kvm();
+    let scratch = Scratch::new("snap-bad");
+    let store = scratch.path("snapshots");
+    let mut vm = start(
+        &scratch,
+        "workload=ticks ticks.hz=100 ticks.total=300",
+        json!([]),
+    );
+    vm.wait_serial("ticks: n=100", Duration::from_secs(30));
+    snapshot(&vm, &store, "good");
+    stop(&mut vm);
+    let good = store.join("good");
+    let files = ["manifest.json", "state.bin", "memory.full"];
+    let copy = |name: &str| {
+        let dir = store.join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for f in files {
+            std::fs::copy(good.join(f), dir.join(f)).expect("copy");
+        }
+        // The manifest names its own id (and is sealed again, so only the damage below is wrong).
+        let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
+        let mut m: snapshot::Manifest = serde_json::from_str(&text).expect("manifest json");
+        m.id = name.to_string();
+        m.seal();
+        std::fs::write(
+            dir.join("manifest.json"),
+            serde_json::to_vec(&m).expect("json"),
+        )
+        .expect("write");
+        let (ok, stderr) = restore(&dir, &scratch.path(&format!("{name}-intact")));
+        assert!(ok, "an intact copy must restore: {stderr}");
+        dir
+    };
+    // A flipped byte in the state file.
+    let dir = copy("flipped");
+    let mut state = std::fs::read(dir.join("state.bin")).expect("state");
+    let at = state.len() / 2;
+    state[at] ^= 0x5a;
+    std::fs::write(dir.join("state.bin"), &state).expect("write");
+    let (ok, stderr) = restore(&dir, &scratch.path("e1"));
+    assert!(!ok, "a damaged snapshot was restored");
+    assert!(
+        stderr.contains("restore from") && stderr.contains("state.bin"),
+        "{stderr}"
+    );
+    // A truncated memory image.
+    let dir = copy("truncated");
+    let mem = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("memory.full"))
+        .expect("open");
+    mem.set_len(1 << 20).expect("truncate");
+    let (ok, stderr) = restore(&dir, &scratch.path("e2"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("restore from") && stderr.contains("memory.full"),
+        "{stderr}"
+    );
+    // The original still restores, and nothing was deleted anywhere.
+    for name in ["flipped", "truncated", "good"] {
+        for f in files {
+            assert!(store.join(name).join(f).exists(), "{name}/{f} was deleted");
+        }
+    }
+    let (ok, stderr) = restore(&good, &scratch.path("e3"));
+    assert!(ok, "{stderr}");
+    assert!(std::fs::read_to_string(&vm.serial_log)
+        .expect("log")
+        .contains("ticks: n="));
+}
