@@ -63,10 +63,7 @@ pub fn check_round_trip<P: Persist>(original: &P, args: impl FnOnce() -> P::Args
 
 /// Checks that restoring from `state` (typically a saved state with one field made
 /// invalid) fails with an error whose text contains `needle`.
-pub fn expect_restore_error<P: Persist>(args: P::Args, state: &P::State, needle: &str)
-where
-    P: Debug,
-{
+pub fn expect_restore_error<P: Persist + Debug>(args: P::Args, state: &P::State, needle: &str) {
     match P::restore(args, state) {
         Ok(p) => {
             panic!("restoring from {state:?} succeeded ({p:?}); expected an error about {needle:?}")
