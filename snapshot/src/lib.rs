@@ -11,6 +11,8 @@
 //! - [`manifest`] and [`store`]: snapshot directories, their manifest, listing, chains,
 //!   deletion, consolidation and retention.
 //!
+//! - `testing` (cargo feature `test-utils`): `check_round_trip` for `Persist` implementors.
+//!
 //! Everything read from disk is untrusted: sizes are checked against [`limits`] before
 //! anything is allocated, checksums are verified, and errors ([`SnapshotError`]) name the file
 //! and what is wrong. Files are written under a temporary name and renamed into place once
@@ -29,6 +31,8 @@ pub mod persist;
 pub mod retention;
 pub mod state;
 pub mod store;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
 
 pub use bitmap::PageBitmap;
 pub use dirty::DirtyBitmap;
