@@ -259,3 +259,77 @@ fn damaged_snapshots_are_refused_clearly_and_nothing_is_deleted() {
         .expect("log")
         .contains("ticks: n="));
 }
+
+#[test]
+fn killing_the_vmm_while_it_writes_a_snapshot_leaves_earlier_snapshots_intact() {
+    require_kvm();
+    let scratch = Scratch::new("snap-kill");
+    let store = scratch.path("snapshots");
+    // A big guest whose memory the snapshot scans takes long enough to be interrupted.
+    let vm = Reprise::with_api(&scratch);
+    vm.api_ok(
+        "PUT",
+        "/machine-config",
+        json!({"vcpu_count": 1, "mem_size_mib": 2048}),
+    );
+    vm.api_ok(
+        "PUT",
+        "/boot-source",
+        json!({"kernel_image_path": guest_elf(), "boot_args": "workload=dirty dirty.mib=16 dirty.rate=2000 dirty.seconds=3"}),
+    );
+    vm.api_ok(
+        "PUT",
+        "/serial",
+        json!({"output": format!("file:{}", vm.serial_log.display())}),
+    );
+    vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
+    let mut vm = vm;
+    vm.wait_serial("dirty: second=1 ", Duration::from_secs(30));
+    snapshot(&vm, &store, "first");
+    // Ask for a second snapshot and kill the VMM while it is being written.
+    let sock = vm.api_sock.clone().expect("sock");
+    let store2 = store.clone();
+    let request = std::thread::spawn(move || {
+        reprise_tools::api_client::request(
+            &sock,
+            "PUT",
+            "/snapshot/create",
+            Some(&json!({"snapshot_dir": store2, "snapshot_id": "second"})),
+        )
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !store.join("second.tmp").exists() && !store.join("second").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second snapshot never started"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    vm.child.kill().expect("SIGKILL");
+    let _ = vm.child.wait();
+    let _ = request.join();
+    // The store lists the first snapshot; a half-written second one is ignored, not listed.
+    let snapshots = snapshot::SnapshotStore::open(&store).expect("store");
+    let listing = snapshots.list().expect("list");
+    assert!(listing.get("first").is_some(), "{listing:?}");
+    if listing.get("second").is_some() {
+        // Only a complete snapshot may be listed: it must read back whole.
+        snapshots.open_state("second").expect("listed state");
+        snapshots
+            .open_memory("second")
+            .expect("listed memory")
+            .verify()
+            .expect("listed memory verifies");
+    } else {
+        assert!(
+            !store.join("second").exists(),
+            "an unlisted snapshot directory was left complete-looking"
+        );
+    }
+    // The first snapshot still restores and the guest finishes.
+    set_aside(&vm.serial_log);
+    let (ok, stderr) = restore(&store.join("first"), &scratch.path("restore.stderr"));
+    assert!(ok, "{stderr}");
+    let restored = std::fs::read_to_string(&vm.serial_log).expect("serial");
+    assert!(restored.ends_with("reprise-guest: done\n"), "{restored}");
+}
