@@ -333,3 +333,117 @@ fn killing_the_vmm_while_it_writes_a_snapshot_leaves_earlier_snapshots_intact() 
     let restored = std::fs::read_to_string(&vm.serial_log).expect("serial");
     assert!(restored.ends_with("reprise-guest: done\n"), "{restored}");
 }
+
+#[test]
+fn three_clones_of_one_snapshot_run_side_by_side_with_their_own_disks() {
+    require_kvm();
+    let scratch = Scratch::new("snap-clones");
+    let store = scratch.path("snapshots");
+    let volume = scratch.path("store/volumes/shared");
+    volume_tool(&["create", volume.to_str().expect("utf-8"), "--size", "16M"]);
+    let seed = 500;
+    let (start_sector, sectors) = (2048u64, 256u64);
+    let args = format!("workload=blk-rounds blk.wait=1 seed={seed} blk.sector={start_sector} blk.sectors={sectors}");
+    let input = scratch.path("console.sock");
+    let vm = Reprise::with_api(&scratch);
+    vm.api_ok(
+        "PUT",
+        "/machine-config",
+        json!({"vcpu_count": 1, "mem_size_mib": 64}),
+    );
+    vm.api_ok(
+        "PUT",
+        "/boot-source",
+        json!({"kernel_image_path": guest_elf(), "boot_args": args}),
+    );
+    vm.api_ok(
+        "PUT",
+        "/drives/d0",
+        json!({"drive_id": "d0", "volume_path": volume}),
+    );
+    vm.api_ok(
+        "PUT",
+        "/serial",
+        json!({"output": format!("file:{}", vm.serial_log.display()), "input": format!("socket:{}", input.display())}),
+    );
+    vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
+    let mut vm = vm;
+    let mut console = connect_unix(&input);
+    use std::io::Write;
+    vm.wait_serial("blk-rounds: round=0 done", Duration::from_secs(30));
+    console.write_all(b"next\n").expect("console");
+    vm.wait_serial("blk-rounds: round=1 done", Duration::from_secs(30));
+    snapshot(&vm, &store, "base");
+    console.write_all(b"quit\n").expect("console");
+    vm.wait_serial("reprise-guest: done", Duration::from_secs(30));
+    stop(&mut vm);
+
+    // Clone k gets k + 1 more rounds, so the clones' disks end differently.
+    let dir = store.join("base");
+    let mut clones = Vec::new();
+    for k in 0..3u64 {
+        let log = scratch.path(&format!("clone{k}.log"));
+        let sock = scratch.path(&format!("clone{k}.sock"));
+        let child = Command::new(reprise_bin())
+            .args([
+                "--restore",
+                dir.to_str().expect("utf-8"),
+                "--id",
+                &format!("clone{k}"),
+            ])
+            .arg("--serial-output")
+            .arg(format!("file:{}", log.display()))
+            .arg("--serial-input")
+            .arg(format!("socket:{}", sock.display()))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn clone");
+        clones.push((k, child, log, sock));
+    }
+    for (k, _, log, sock) in &clones {
+        let mut c = connect_unix(sock);
+        for round in 0..=*k {
+            c.write_all(b"next\n").expect("console");
+            let want = format!("blk-rounds: round={} done", 2 + round);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .contains(&want)
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "clone {k} never printed {want:?}"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        c.write_all(b"quit\n").expect("console");
+    }
+    let len = (sectors * 512) as usize;
+    let offset = start_sector * 512;
+    for (k, mut child, log, _) in clones {
+        let status = child.wait().expect("clone exit");
+        assert!(
+            status.success(),
+            "clone {k}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let disk = export(
+            &PathBuf::from(format!("{}-clone{k}-0", volume.display())),
+            &scratch.path(&format!("clone{k}.raw")),
+        );
+        let want = pattern_bytes(seed + 2 + k, offset, len);
+        assert!(
+            disk[offset as usize..offset as usize + len] == want[..],
+            "clone {k} does not hold its own last round"
+        );
+    }
+    // The original's volume kept its own last round (1): no clone wrote into it.
+    let original = export(&volume, &scratch.path("original.raw"));
+    assert!(
+        original[offset as usize..offset as usize + len]
+            == pattern_bytes(seed + 1, offset, len)[..]
+    );
+}

@@ -25,6 +25,13 @@ struct Args {
     /// Restore and run the VM saved in this snapshot directory (`<store>/<id>`).
     #[arg(long)]
     restore: Option<PathBuf>,
+    /// With --restore: serial output instead of the saved one (stdout, null, file:PATH,
+    /// socket:PATH), e.g. for clones running side by side.
+    #[arg(long, requires = "restore")]
+    serial_output: Option<String>,
+    /// With --restore: serial input instead of the saved one (socket:PATH).
+    #[arg(long, requires = "restore")]
+    serial_input: Option<String>,
     /// Instance identifier reported by `GET /`.
     #[arg(long, default_value = "reprise")]
     id: String,
@@ -67,8 +74,12 @@ fn run(args: Args) -> Result<ExitCode, String> {
         vmm.start().map_err(|e| e.message)?;
     }
     if let Some(dir) = &args.restore {
+        let options = vmm::snapshots::restore::RestoreOptions {
+            serial_output: args.serial_output.clone(),
+            serial_input: args.serial_input.clone(),
+        };
         let (config, running) =
-            vmm::snapshots::restore::restore(dir, &vm_id).map_err(|e| e.to_string())?;
+            vmm::snapshots::restore::restore(dir, &vm_id, &options).map_err(|e| e.to_string())?;
         vmm.start_restored(config, running).map_err(|e| e.message)?;
     }
     let outcome = supervisor::run(&vmm, &term, api.is_none());

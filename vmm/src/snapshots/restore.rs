@@ -69,9 +69,23 @@ fn net_backend(
     }
 }
 
+/// What a restored VM changes from the saved configuration (e.g. for clones that run side by
+/// side: their own console).
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Replaces `serial.output`.
+    pub serial_output: Option<String>,
+    /// Replaces `serial.input`.
+    pub serial_input: Option<String>,
+}
+
 /// Restores snapshot `dir` (a directory `<store>/<id>`); returns the configuration the VM
 /// now runs with (volume paths point at the clones) and the running VM.
-pub fn restore(dir: &Path, vm_id: &str) -> Result<(VmConfig, RunningVm), RestoreError> {
+pub fn restore(
+    dir: &Path,
+    vm_id: &str,
+    options: &RestoreOptions,
+) -> Result<(VmConfig, RunningVm), RestoreError> {
     let fail = |problem: String| RestoreError {
         snapshot: dir.display().to_string(),
         problem,
@@ -87,6 +101,12 @@ pub fn restore(dir: &Path, vm_id: &str) -> Result<(VmConfig, RunningVm), Restore
     let manifest = store.get(id).map_err(|e| fail(e.to_string()))?;
     let mut config: VmConfig = serde_json::from_value(manifest.vm_config.clone())
         .map_err(|e| fail(format!("the saved VM configuration is not valid: {e}")))?;
+    if let Some(out) = &options.serial_output {
+        config.serial.output = Some(out.clone());
+    }
+    if let Some(input) = &options.serial_input {
+        config.serial.input = Some(input.clone());
+    }
     let state: StateFile = store.open_state(id).map_err(|e| fail(e.to_string()))?;
     let meta: SnapshotMeta = state.get(sections::META).map_err(|e| fail(e.to_string()))?;
     if meta.vcpu_count != config.machine.vcpu_count {
