@@ -377,6 +377,22 @@ fn damaged_images_are_reported() {
         e.to_string().contains("page 0 of region 0 should be zero"),
         "{e}"
     );
+    // The same in a sparse file: only the hole's new data extent is read.
+    let p = dir.join("sparse-hole");
+    write_full(&p, "s", &g.layout, &g.slices()).unwrap();
+    FullImage::open(&p).unwrap().verify().unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .write_all_at(&[7], 4096 + 300 * 4096 + 1)
+        .unwrap();
+    let e = FullImage::open(&p).unwrap().verify().unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("page 300 of region 0 should be zero"),
+        "{e}"
+    );
     // The table.
     let p = case("table", &|b| {
         let n = b.len();
