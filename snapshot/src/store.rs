@@ -207,6 +207,14 @@ impl SnapshotStore {
                 }
             }
         }
+        for ig in &ignored {
+            log::debug!(
+                "{}: ignoring {}: {}",
+                self.root.display(),
+                ig.name,
+                ig.reason
+            );
+        }
         snapshots.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
         ignored.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Listing { snapshots, ignored })
@@ -313,6 +321,7 @@ impl SnapshotStore {
             return Ok(m);
         }
         let dir = self.dir(id);
+        let started = std::time::Instant::now();
         let stats = self.export_full_memory(id, &dir.join(FULL_MEMORY_FILE))?;
         let _lock = self.lock()?;
         let mut current = self.get(id)?;
@@ -331,6 +340,11 @@ impl SnapshotStore {
         let old = dir.join(DIFF_MEMORY_FILE);
         std::fs::remove_file(&old).map_err(|e| SnapshotError::io(&old, "remove", e))?;
         fsutil::fsync_dir(&dir)?;
+        log::info!(
+            "snapshot {id}: consolidated into a full image ({} bytes of data) in {:?}",
+            stats.data_bytes,
+            started.elapsed()
+        );
         Ok(current)
     }
 
@@ -381,6 +395,7 @@ impl SnapshotStore {
             if ig.partial {
                 let p = self.root.join(&ig.name);
                 std::fs::remove_dir_all(&p).map_err(|e| SnapshotError::io(&p, "remove", e))?;
+                log::info!("removed {} ({})", p.display(), ig.reason);
                 removed.push(ig.name);
             }
         }

@@ -377,6 +377,22 @@ fn damaged_images_are_reported() {
         e.to_string().contains("page 0 of region 0 should be zero"),
         "{e}"
     );
+    // The same in a sparse file: only the hole's new data extent is read.
+    let p = dir.join("sparse-hole");
+    write_full(&p, "s", &g.layout, &g.slices()).unwrap();
+    FullImage::open(&p).unwrap().verify().unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .write_all_at(&[7], 4096 + 300 * 4096 + 1)
+        .unwrap();
+    let e = FullImage::open(&p).unwrap().verify().unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("page 300 of region 0 should be zero"),
+        "{e}"
+    );
     // The table.
     let p = case("table", &|b| {
         let n = b.len();
@@ -448,6 +464,7 @@ fn damaged_images_are_reported() {
 fn damaged_diffs_are_reported() {
     let dir = TempDir::new("mem-diff-damage");
     let mut g = Guest::new(&[(0, 2 << 20)]);
+    Rng::new(9).fill(&mut g.mem[0][3 * PS..4 * PS]);
     let base = dir.join("base");
     write_full(&base, "a", &g.layout, &g.slices()).unwrap();
     Rng::new(8).fill(&mut g.mem[0][..(1 << 20) + 4096]);
@@ -471,12 +488,14 @@ fn damaged_diffs_are_reported() {
         std::fs::write(&p, &bytes[..cut]).unwrap();
         assert!(DiffImage::open(&p).is_err(), "cut at {cut}");
     }
-    // A damaged base block under a dirty page is caught while consolidating.
+    // A damaged base block under a dirty page is caught while consolidating (its pages
+    // with data are read and checked; its holes are zero by the page bitmap).
     let mut b = std::fs::read(&base).unwrap();
-    b[4096] = 1;
+    b[4096 + 3 * PS + 10] ^= 1;
     let bad_base = dir.join("bad-base");
     std::fs::write(&bad_base, &b).unwrap();
-    assert!(consolidate(&bad_base, &[&good], &dir.join("out")).is_err());
+    let e = consolidate(&bad_base, &[&good], &dir.join("out")).unwrap_err();
+    assert!(e.to_string().contains("block 0 of region 0"), "{e}");
     assert_eq!(FullImage::open(&base).unwrap().layout().regions.len(), 1);
     let _ = ImageKind::Diff;
 }

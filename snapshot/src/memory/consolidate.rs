@@ -68,7 +68,7 @@ pub fn consolidate(base: &Path, diffs: &[&Path], out: &Path) -> Result<ImageStat
                 w.copy_blocks(r, f, b - f, &base)?;
             }
             let block = &mut buf[..base.block_len(r, b)];
-            base.read_block_checked(r, b, block)?;
+            base.read_block_checked(r, b, block, None)?;
             for (k, d) in chain.iter().enumerate() {
                 // Consecutive non-zero dirty pages have consecutive slots: one read per run.
                 let mut run: Option<(usize, usize, u64)> = None;

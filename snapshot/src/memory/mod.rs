@@ -42,6 +42,7 @@ mod consolidate;
 mod diff;
 mod full;
 mod header;
+mod holes;
 mod layout;
 mod zero;
 
