@@ -447,3 +447,86 @@ fn three_clones_of_one_snapshot_run_side_by_side_with_their_own_disks() {
             == pattern_bytes(seed + 1, offset, len)[..]
     );
 }
+
+#[test]
+fn ten_diff_snapshots_restore_to_the_same_memory_as_a_full_one() {
+    require_kvm();
+    let scratch = Scratch::new("snap-diffs");
+    let store = scratch.path("snapshots");
+    let mut vm = start(
+        &scratch,
+        "workload=dirty dirty.mib=8 dirty.rate=4000 dirty.seconds=5",
+        json!([]),
+    );
+    vm.wait_serial("dirty: second=1 ", Duration::from_secs(30));
+    snapshot(&vm, &store, "base");
+    for k in 1..=9 {
+        std::thread::sleep(Duration::from_millis(40));
+        let (status, body) = vm.api(
+            "PUT",
+            "/snapshot/create",
+            Some(json!({"snapshot_dir": store, "snapshot_id": format!("d{k}"), "snapshot_type": "Diff"})),
+        );
+        assert_eq!(status, 201, "{body:?}");
+    }
+    // The tenth diff and a full snapshot of the very same moment (the guest is paused).
+    vm.api_ok("PATCH", "/vm", json!({"state": "Paused"}));
+    let (status, body) = vm.api(
+        "PUT",
+        "/snapshot/create",
+        Some(json!({"snapshot_dir": store, "snapshot_id": "d10", "snapshot_type": "Diff"})),
+    );
+    assert_eq!(status, 201, "{body:?}");
+    let diff_bytes = body.expect("body")["memory_bytes"].as_u64().expect("bytes");
+    snapshot(&vm, &store, "full");
+    vm.api_ok("PATCH", "/vm", json!({"state": "Resumed"}));
+    let original = vm.wait_serial("reprise-guest: done", Duration::from_secs(30));
+    stop(&mut vm);
+    set_aside(&vm.serial_log);
+
+    let snapshots = snapshot::SnapshotStore::open(&store).expect("store");
+    assert_eq!(
+        snapshots.get("d10").expect("d10").parent.as_deref(),
+        Some("d9")
+    );
+    let full = snapshots.open_memory("full").expect("full");
+    assert!(
+        diff_bytes < full.data_bytes(),
+        "a diff ({diff_bytes} B) should be smaller than a full image"
+    );
+    let from_chain = scratch.path("d10.img");
+    snapshots
+        .export_full_memory("d10", &from_chain)
+        .expect("fold the chain");
+    let exported_full = scratch.path("full.img");
+    snapshots
+        .export_full_memory("full", &exported_full)
+        .expect("export full");
+    // Compare guest memory (the image headers name their snapshot and differ).
+    let a = snapshot::FullImage::open(&from_chain).expect("open folded");
+    let b = snapshot::FullImage::open(&exported_full).expect("open full");
+    assert_eq!(a.layout(), b.layout());
+    for (i, region) in a.layout().regions.iter().enumerate() {
+        let mut offset = 0;
+        let (mut x, mut y) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+        while offset < region.len {
+            let n = (region.len - offset).min(1 << 20) as usize;
+            a.read(i, offset, &mut x[..n]).expect("read folded");
+            b.read(i, offset, &mut y[..n]).expect("read full");
+            assert!(
+                x[..n] == y[..n],
+                "guest memory differs in region {i} at offset {offset:#x}"
+            );
+            offset += n as u64;
+        }
+    }
+    // And the tenth diff restores (its chain is consolidated first) and continues like the original.
+    let (ok, stderr) = restore(&store.join("d10"), &scratch.path("restore.stderr"));
+    assert!(ok, "{stderr}");
+    let restored = std::fs::read_to_string(&vm.serial_log).expect("serial");
+    assert!(restored.ends_with("reprise-guest: done\n"), "{restored}");
+    assert!(
+        original.ends_with(&restored),
+        "original:\n{original}\nrestored:\n{restored}"
+    );
+}

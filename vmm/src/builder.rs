@@ -79,6 +79,10 @@ pub struct RunningVm {
     pub virtio: Vec<crate::device_manager::VirtioSlot>,
     /// The i8042 (for snapshots).
     pub i8042: Arc<Mutex<devices::i8042::I8042>>,
+    /// The previous snapshot (store, id), which a diff snapshot builds on.
+    pub last_snapshot: Option<(std::path::PathBuf, String)>,
+    /// Whether KVM logs dirty pages (turned on by the first snapshot).
+    pub dirty_logging: bool,
 }
 
 fn vcpu_err(index: u8, what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> BuildError {
@@ -210,6 +214,8 @@ pub(crate) fn start_vcpus(
         drives,
         virtio: dm.virtio,
         i8042: dm.i8042,
+        last_snapshot: None,
+        dirty_logging: false,
     })
 }
 

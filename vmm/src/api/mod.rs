@@ -101,6 +101,19 @@ pub struct SnapshotCreate {
     /// The snapshot's id (its directory's name); generated from the time when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
+    /// `Full` (default) or `Diff`: only the pages written since this VM's previous snapshot
+    /// in the same store (KVM dirty logging plus the VMM's own writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_type: Option<SnapshotType>,
+}
+
+/// Kind of a VM snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotType {
+    /// All of guest memory.
+    Full,
+    /// The pages written since the previous snapshot.
+    Diff,
 }
 
 pub use crate::snapshots::create::SnapshotCreated;

@@ -282,13 +282,18 @@ impl VmmControl for Vmm {
                 "a vCPU did not acknowledge the pause in time",
             ));
         }
-        let result = crate::snapshots::create::create_full(
+        let diff = request.snapshot_type == Some(crate::api::SnapshotType::Diff);
+        let result = crate::snapshots::create::create(
             vm,
             &config,
             &self.events,
             &request.snapshot_dir,
             &id,
+            diff,
         );
+        if result.is_ok() {
+            vm.last_snapshot = Some((request.snapshot_dir.clone(), id.clone()));
+        }
         if !was_paused && !vcpu::resume_all(&vm.control) {
             log::error!("a vCPU did not resume after the snapshot");
         }

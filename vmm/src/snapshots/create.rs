@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use devices::bus::lock;
 use serde::{Deserialize, Serialize};
-use snapshot::{MemoryLayout, NewSnapshot, SnapshotStore, StateWriter, VolumeSnapshot};
+use snapshot::{
+    DirtyBitmap, MemoryLayout, NewSnapshot, SnapshotStore, StateWriter, VolumeSnapshot,
+};
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use super::devices_state;
@@ -85,15 +87,42 @@ fn memory_sources(vm: &RunningVm) -> Result<(MemoryLayout, Vec<&[u8]>), CreateEr
     Ok((MemoryLayout::new(&regions).map_err(e)?, sources))
 }
 
-/// Takes a full snapshot `id` of `vm` (whose vCPUs the caller has paused) into the store at
-/// `store_dir`.
-pub fn create_full(
-    vm: &RunningVm,
+/// Pages written since tracking was last reset: KVM's dirty log of each slot plus the VMM's
+/// own writes (the guest-memory bitmap); resets both.
+fn take_dirty(vm: &RunningVm, layout: &MemoryLayout) -> Result<DirtyBitmap, CreateError> {
+    let mut dirty = DirtyBitmap::new(layout);
+    for (i, region) in vm.memory.iter().enumerate() {
+        let kvm = vm
+            .vm
+            .dirty_log(i as u32, region.len() as usize)
+            .map_err(e)?;
+        dirty.union_kvm_log(i, &kvm).map_err(e)?;
+        let own = region.get_mmap().bitmap().get_and_reset();
+        dirty.union_kvm_log(i, &own).map_err(e)?;
+    }
+    Ok(dirty)
+}
+
+/// Takes snapshot `id` of `vm` (whose vCPUs the caller has paused) into the store at
+/// `store_dir`: full, or a diff against the VM's previous snapshot in the same store.
+pub fn create(
+    vm: &mut RunningVm,
     config: &VmConfig,
     events: &EventLoop,
     store_dir: &Path,
     id: &str,
+    diff: bool,
 ) -> Result<SnapshotCreated, CreateError> {
+    let parent = match (&vm.last_snapshot, diff) {
+        (Some((dir, parent)), true) if dir == store_dir && vm.dirty_logging => Some(parent.clone()),
+        (_, true) => {
+            return Err(CreateError(format!(
+                "a diff snapshot needs an earlier snapshot of this VM in {}; take a full one first",
+                store_dir.display()
+            )))
+        }
+        (_, false) => None,
+    };
     let store = SnapshotStore::open(store_dir).map_err(e)?;
     for d in &vm.drives {
         if d.volume.is_none() {
@@ -155,8 +184,26 @@ pub fn create_full(
     };
     let mut pending = store.begin(new).map_err(e)?;
     pending.write_state(&writer).map_err(e)?;
+    let logging = vm.dirty_logging;
     let (layout, sources) = memory_sources(vm)?;
-    let stats = pending.write_full_memory(&layout, &sources).map_err(e)?;
+    // Dirty tracking restarts here: the next diff holds what is written after this one.
+    let stats = if !logging {
+        vm.vm.set_dirty_logging(&vm.memory, true).map_err(e)?;
+        for region in vm.memory.iter() {
+            region.get_mmap().bitmap().reset();
+        }
+        pending.write_full_memory(&layout, &sources).map_err(e)?
+    } else {
+        let dirty = take_dirty(vm, &layout)?;
+        match &parent {
+            Some(p) => pending
+                .write_diff_memory(p, &layout, &dirty, &sources)
+                .map_err(e)?,
+            None => pending.write_full_memory(&layout, &sources).map_err(e)?,
+        }
+    };
+    drop(sources);
+    vm.dirty_logging = true;
     drop(frozen);
     let pause_us = started.elapsed().as_micros() as u64;
     let manifest = pending.commit().map_err(e)?;

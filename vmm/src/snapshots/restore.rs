@@ -98,7 +98,12 @@ pub fn restore(
         .parent()
         .ok_or_else(|| fail("not a snapshot directory".into()))?;
     let store = SnapshotStore::open(root).map_err(|e| fail(e.to_string()))?;
-    let manifest = store.get(id).map_err(|e| fail(e.to_string()))?;
+    let mut manifest = store.get(id).map_err(|e| fail(e.to_string()))?;
+    if manifest.kind == snapshot::SnapshotKind::Diff {
+        // Fold the chain into a full image once, so this and later restores map one file.
+        log::info!("consolidating diff snapshot {id} into a full one before restoring");
+        manifest = store.consolidate(id).map_err(|e| fail(e.to_string()))?;
+    }
     let mut config: VmConfig = serde_json::from_value(manifest.vm_config.clone())
         .map_err(|e| fail(format!("the saved VM configuration is not valid: {e}")))?;
     if let Some(out) = &options.serial_output {

@@ -326,9 +326,16 @@ fn checks() -> Vec<SchemaCheck> {
             sample: to_value(&crate::api::SnapshotCreate {
                 snapshot_dir: PathBuf::from("/var/lib/reprise/snapshots"),
                 snapshot_id: Some("before-upgrade".into()),
+                snapshot_type: Some(crate::api::SnapshotType::Diff),
             }),
             accepts: accepts::<crate::api::SnapshotCreate>,
-            enums: vec![],
+            enums: vec![(
+                "snapshot_type",
+                vec![
+                    to_value(&crate::api::SnapshotType::Full),
+                    to_value(&crate::api::SnapshotType::Diff),
+                ],
+            )],
         },
         SchemaCheck {
             name: "SnapshotCreated",
