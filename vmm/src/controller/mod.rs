@@ -21,7 +21,7 @@ mod drives;
 enum Phase {
     Configuring,
     Running {
-        vm: RunningVm,
+        vm: Box<RunningVm>,
         paused: bool,
         subscriber_ids: Vec<SubscriberId>,
     },
@@ -104,7 +104,7 @@ impl Vmm {
         };
         inner.config = config;
         inner.phase = Phase::Running {
-            vm,
+            vm: Box::new(vm),
             paused: false,
             subscriber_ids,
         };
@@ -328,7 +328,7 @@ impl VmmControl for Vmm {
             }
         };
         inner.phase = Phase::Running {
-            vm,
+            vm: Box::new(vm),
             paused: false,
             subscriber_ids,
         };
