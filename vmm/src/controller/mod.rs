@@ -290,11 +290,16 @@ impl VmmControl for Vmm {
             &request.snapshot_dir,
             &id,
             diff,
+            |vm| {
+                if !was_paused && !vcpu::resume_all(&vm.control) {
+                    log::error!("a vCPU did not resume after the snapshot");
+                }
+            },
         );
         if result.is_ok() {
             vm.last_snapshot = Some((request.snapshot_dir.clone(), id.clone()));
         }
-        if !was_paused && !vcpu::resume_all(&vm.control) {
+        if result.is_err() && !was_paused && !vcpu::resume_all(&vm.control) {
             log::error!("a vCPU did not resume after the snapshot");
         }
         let created = result.map_err(|e| ApiError::bad_request(e.to_string()))?;

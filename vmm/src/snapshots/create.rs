@@ -17,6 +17,7 @@ use snapshot::{
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use super::devices_state;
+use super::staging::Staging;
 use crate::builder::RunningVm;
 use crate::config::VmConfig;
 use crate::event_loop::EventLoop;
@@ -112,6 +113,7 @@ pub fn create(
     store_dir: &Path,
     id: &str,
     diff: bool,
+    resume: impl FnOnce(&RunningVm),
 ) -> Result<SnapshotCreated, CreateError> {
     let parent = match (&vm.last_snapshot, diff) {
         (Some((dir, parent)), true) if dir == store_dir && vm.dirty_logging => Some(parent.clone()),
@@ -186,26 +188,40 @@ pub fn create(
     pending.write_state(&writer).map_err(e)?;
     let logging = vm.dirty_logging;
     let (layout, sources) = memory_sources(vm)?;
-    // Dirty tracking restarts here: the next diff holds what is written after this one.
-    let stats = if !logging {
+    let parent_and_dirty = if logging {
+        // Dirty tracking restarts here: the next diff holds what is written after this one.
+        Some(take_dirty(vm, &layout)?)
+    } else {
         vm.vm.set_dirty_logging(&vm.memory, true).map_err(e)?;
         for region in vm.memory.iter() {
             region.get_mmap().bitmap().reset();
         }
-        pending.write_full_memory(&layout, &sources).map_err(e)?
-    } else {
-        let dirty = take_dirty(vm, &layout)?;
-        match &parent {
-            Some(p) => pending
-                .write_diff_memory(p, &layout, &dirty, &sources)
-                .map_err(e)?,
-            None => pending.write_full_memory(&layout, &sources).map_err(e)?,
+        None
+    };
+    let stats = match (parent_and_dirty, &parent) {
+        (Some(dirty), Some(p)) => {
+            // Copy the dirty pages while paused; write the file once the guest runs again.
+            let staging = Staging::copy(&layout, &sources, &dirty).map_err(e)?;
+            drop(sources);
+            vm.dirty_logging = true;
+            drop(frozen);
+            resume(vm);
+            let pause_us = started.elapsed().as_micros() as u64;
+            let stats = pending
+                .write_diff_memory(p, &layout, &dirty, &staging.sources())
+                .map_err(e)?;
+            (stats, pause_us)
+        }
+        _ => {
+            let stats = pending.write_full_memory(&layout, &sources).map_err(e)?;
+            drop(sources);
+            vm.dirty_logging = true;
+            drop(frozen);
+            resume(vm);
+            (stats, started.elapsed().as_micros() as u64)
         }
     };
-    drop(sources);
-    vm.dirty_logging = true;
-    drop(frozen);
-    let pause_us = started.elapsed().as_micros() as u64;
+    let (stats, pause_us) = stats;
     let manifest = pending.commit().map_err(e)?;
     Ok(SnapshotCreated {
         id: manifest.id,

@@ -3,3 +3,4 @@
 pub mod create;
 pub mod devices_state;
 pub mod restore;
+pub mod staging;
