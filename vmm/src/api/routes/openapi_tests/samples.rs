@@ -1,0 +1,267 @@
+//! Sample values of every documented schema, with every optional field set, for the
+//! OpenAPI checks.
+
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use blockstore::limits::{Bucket, Limits};
+
+use super::super::*;
+use crate::api::{DriveCounters, DriveSnapshot, DriveStatus, InstanceInfo, VmState};
+use crate::config::{SerialConfig, VmConfig};
+
+/// A documented schema and the Rust type it describes.
+pub(super) struct SchemaCheck {
+    pub(super) name: &'static str,
+    /// A value with every optional field present and non-null.
+    pub(super) sample: Value,
+    /// Whether the Rust type deserializes a value.
+    pub(super) accepts: fn(Value) -> bool,
+    /// For each enum-valued field, the serialized form of every variant.
+    pub(super) enums: Vec<(&'static str, Vec<Value>)>,
+}
+
+fn accepts<T: DeserializeOwned>(value: Value) -> bool {
+    serde_json::from_value::<T>(value).is_ok()
+}
+
+fn to_value<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("sample serializes")
+}
+
+pub(super) fn checks() -> Vec<SchemaCheck> {
+    let machine = MachineConfig {
+        vcpu_count: 2,
+        mem_size_mib: 256,
+        huge_pages: true,
+    };
+    let boot = BootSource {
+        kernel_image_path: PathBuf::from("/guest/kernel"),
+        boot_args: Some("console=ttyS0".into()),
+        initrd_path: Some(PathBuf::from("/guest/initrd")),
+    };
+    let bucket = Bucket {
+        rate: 1000,
+        burst: 2000,
+    };
+    let limits = Limits {
+        iops: Some(bucket),
+        read_iops: Some(bucket),
+        write_iops: Some(bucket),
+        bps: Some(bucket),
+        read_bps: Some(bucket),
+        write_bps: Some(bucket),
+    };
+    // Both backends, to show every field; the API rejects that in validation, not in serde.
+    let drive = DriveConfig {
+        drive_id: "root".into(),
+        path_on_host: Some(PathBuf::from("/guest/root.img")),
+        volume_path: Some(PathBuf::from("/store/volumes/root")),
+        is_read_only: true,
+        io_direct: true,
+        limits: Some(limits),
+    };
+    let patch = DrivePatch {
+        drive_id: "root".into(),
+        size_bytes: Some(1 << 30),
+        allow_shrink: true,
+        discard_data: true,
+        limits: Some(limits),
+    };
+    let counters = DriveCounters {
+        requests: 10,
+        read_requests: 6,
+        write_requests: 4,
+        read_bytes: 24576,
+        write_bytes: 16384,
+        io_errors: 1,
+        throttled: 2,
+    };
+    let status = DriveStatus {
+        drive_id: "root".into(),
+        backend: "volume".into(),
+        path: "/store/volumes/root".into(),
+        capacity_bytes: 1 << 30,
+        read_only: false,
+        limits,
+        counters: Some(counters.clone()),
+    };
+    let snapshot = DriveSnapshot {
+        name: "before-upgrade".into(),
+        created: 1_700_000_000,
+        size_bytes: 1 << 30,
+    };
+    let net = NetConfig {
+        iface_id: "eth0".into(),
+        host_dev_name: Some("tap0".into()),
+        socket_path: Some(PathBuf::from("/run/a.sock")),
+        peer_socket_path: Some(PathBuf::from("/run/b.sock")),
+        guest_mac: Some("02:00:00:00:00:01".into()),
+    };
+    let serial = SerialConfig {
+        output: Some("stdout".into()),
+        input: Some("socket:/run/in".into()),
+    };
+    let vm = VmConfig {
+        machine: machine.clone(),
+        boot: Some(boot.clone()),
+        drives: vec![drive.clone()],
+        nets: vec![net.clone()],
+        serial: serial.clone(),
+    };
+    let info = InstanceInfo {
+        id: "reprise".into(),
+        state: VmState::Stopped,
+        vmm_version: "0.1.0".into(),
+        app_name: "reprise".into(),
+        exit_reason: Some("guest reset".into()),
+    };
+    let vm_states = [
+        VmState::NotStarted,
+        VmState::Running,
+        VmState::Paused,
+        VmState::Stopped,
+    ];
+    let actions = [ActionType::InstanceStart, ActionType::InstanceStop];
+    let changes = [VmStateChange::Paused, VmStateChange::Resumed];
+    vec![
+        SchemaCheck {
+            name: "SnapshotCreate",
+            sample: to_value(&crate::api::SnapshotCreate {
+                snapshot_dir: PathBuf::from("/var/lib/reprise/snapshots"),
+                snapshot_id: Some("before-upgrade".into()),
+                snapshot_type: Some(crate::api::SnapshotType::Diff),
+            }),
+            accepts: accepts::<crate::api::SnapshotCreate>,
+            enums: vec![(
+                "snapshot_type",
+                vec![
+                    to_value(&crate::api::SnapshotType::Full),
+                    to_value(&crate::api::SnapshotType::Diff),
+                ],
+            )],
+        },
+        SchemaCheck {
+            name: "SnapshotCreated",
+            sample: to_value(&crate::api::SnapshotCreated {
+                id: "before-upgrade".into(),
+                dir: "/var/lib/reprise/snapshots/before-upgrade".into(),
+                pause_us: 1500,
+                memory_bytes: 1 << 24,
+            }),
+            accepts: accepts::<crate::api::SnapshotCreated>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "Error",
+            sample: to_value(&ErrorBody {
+                fault_message: "what went wrong".into(),
+            }),
+            accepts: accepts::<ErrorBody>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "InstanceInfo",
+            sample: to_value(&info),
+            accepts: accepts::<InstanceInfo>,
+            enums: vec![("state", vm_states.iter().map(to_value).collect())],
+        },
+        SchemaCheck {
+            name: "MachineConfig",
+            sample: to_value(&machine),
+            accepts: accepts::<MachineConfig>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "BootSource",
+            sample: to_value(&boot),
+            accepts: accepts::<BootSource>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "DriveConfig",
+            sample: to_value(&drive),
+            accepts: accepts::<DriveConfig>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "Limits",
+            sample: to_value(&limits),
+            accepts: accepts::<Limits>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "Bucket",
+            sample: to_value(&bucket),
+            accepts: accepts::<Bucket>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "DrivePatch",
+            sample: to_value(&patch),
+            accepts: accepts::<DrivePatch>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "DriveStatus",
+            sample: to_value(&status),
+            accepts: accepts::<DriveStatus>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "DriveCounters",
+            sample: to_value(&counters),
+            accepts: accepts::<DriveCounters>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "DriveSnapshot",
+            sample: to_value(&snapshot),
+            accepts: accepts::<DriveSnapshot>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "Empty",
+            sample: to_value(&Empty {}),
+            accepts: accepts::<Empty>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "NetConfig",
+            sample: to_value(&net),
+            accepts: accepts::<NetConfig>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "SerialConfig",
+            sample: to_value(&serial),
+            accepts: accepts::<SerialConfig>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "VmConfig",
+            sample: to_value(&vm),
+            accepts: accepts::<VmConfig>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "InstanceAction",
+            sample: to_value(&InstanceAction {
+                action_type: ActionType::InstanceStart,
+            }),
+            accepts: accepts::<InstanceAction>,
+            enums: vec![("action_type", actions.iter().map(to_value).collect())],
+        },
+        SchemaCheck {
+            name: "VmStatePatch",
+            sample: to_value(&VmStatePatch {
+                state: VmStateChange::Paused,
+            }),
+            accepts: accepts::<VmStatePatch>,
+            enums: vec![("state", changes.iter().map(to_value).collect())],
+        },
+    ]
+}
