@@ -530,3 +530,57 @@ fn ten_diff_snapshots_restore_to_the_same_memory_as_a_full_one() {
         "original:\n{original}\nrestored:\n{restored}"
     );
 }
+
+#[test]
+fn periodic_snapshots_keep_the_newest_and_the_newest_restores() {
+    require_kvm();
+    let scratch = Scratch::new("snap-periodic");
+    let store = scratch.path("snapshots");
+    let mut vm = start(
+        &scratch,
+        "workload=dirty dirty.mib=8 dirty.rate=3000 dirty.seconds=4",
+        json!([]),
+    );
+    vm.wait_serial("dirty: second=1 ", Duration::from_secs(30));
+    vm.api_ok(
+        "PUT",
+        "/snapshot/schedule",
+        json!({"snapshot_dir": store, "interval_ms": 150, "keep_count": 3}),
+    );
+    // Bad schedules are refused by name.
+    let (status, body) = vm.api(
+        "PUT",
+        "/snapshot/schedule",
+        Some(json!({"snapshot_dir": store, "interval_ms": 5})),
+    );
+    assert_eq!(status, 400, "{body:?}");
+    vm.wait_serial("dirty: second=3 ", Duration::from_secs(30));
+    vm.api_ok(
+        "PUT",
+        "/snapshot/schedule",
+        json!({"snapshot_dir": store, "interval_ms": 0}),
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    let snapshots = snapshot::SnapshotStore::open(&store).expect("store");
+    let listing = snapshots.list().expect("list");
+    let n = listing.snapshots.len();
+    assert!(
+        (1..=3).contains(&n),
+        "retention kept {n} snapshots: {listing:?}"
+    );
+    // The oldest kept one was consolidated into a full image, so nothing older is needed.
+    let oldest = &listing.snapshots[0];
+    assert_eq!(oldest.kind, snapshot::SnapshotKind::Full, "{listing:?}");
+    let newest = listing.snapshots.last().expect("newest").id.clone();
+    let original = vm.wait_serial("reprise-guest: done", Duration::from_secs(30));
+    stop(&mut vm);
+    set_aside(&vm.serial_log);
+    let (ok, stderr) = restore(&store.join(&newest), &scratch.path("restore.stderr"));
+    assert!(ok, "{stderr}");
+    let restored = std::fs::read_to_string(&vm.serial_log).expect("serial");
+    assert!(restored.ends_with("reprise-guest: done\n"), "{restored}");
+    assert!(
+        original.ends_with(&restored),
+        "original:\n{original}\nrestored:\n{restored}"
+    );
+}

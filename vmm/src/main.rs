@@ -61,6 +61,8 @@ fn run(args: Args) -> Result<ExitCode, String> {
     let events = EventLoop::start().map_err(|e| e.to_string())?;
     let vm_id = args.id.clone();
     let vmm = Arc::new(Vmm::new(args.id, events).map_err(|e| e.to_string())?);
+    vmm::snapshots::schedule::spawn(Arc::downgrade(&vmm), vmm.scheduler.clone())
+        .map_err(|e| format!("cannot start the snapshot thread: {e}"))?;
     let api = match &args.api_sock {
         Some(path) => Some(
             server::start(path, vmm.clone() as Arc<dyn VmmControl>)

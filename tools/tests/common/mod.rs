@@ -235,6 +235,10 @@ impl VmmControl for Mock {
         Ok(())
     }
 
+    fn set_snapshot_schedule(&self, _schedule: vmm::api::SnapshotSchedule) -> Result<(), ApiError> {
+        Ok(())
+    }
+
     fn create_snapshot(
         &self,
         request: vmm::api::SnapshotCreate,

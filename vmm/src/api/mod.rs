@@ -107,6 +107,25 @@ pub struct SnapshotCreate {
     pub snapshot_type: Option<SnapshotType>,
 }
 
+/// Body of `PUT /snapshot/schedule`: periodic snapshots while the VM runs. The first is
+/// full, the rest are diffs against the previous one; after each, retention keeps the newest
+/// `keep_count` snapshots no older than `max_age_secs` (and what their chains need,
+/// consolidating the oldest kept one so older ones can go).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSchedule {
+    /// The snapshot store.
+    pub snapshot_dir: std::path::PathBuf,
+    /// Time between snapshots in milliseconds (at least 100); 0 turns the schedule off.
+    pub interval_ms: u64,
+    /// How many snapshots to keep (all when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_count: Option<u32>,
+    /// Drop snapshots older than this many seconds (none when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_secs: Option<u64>,
+}
+
 /// Kind of a VM snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SnapshotType {
@@ -195,6 +214,8 @@ pub trait VmmControl: Send + Sync + 'static {
     /// `PUT /snapshot/create`: a full snapshot (vCPUs, devices, memory, volume snapshots);
     /// the guest is paused while it is taken and resumes afterwards unless it was paused.
     fn create_snapshot(&self, request: SnapshotCreate) -> Result<SnapshotCreated, ApiError>;
+    /// `PUT /snapshot/schedule`: periodic snapshots with retention.
+    fn set_snapshot_schedule(&self, schedule: SnapshotSchedule) -> Result<(), ApiError>;
     /// `PUT /actions {"action_type": "InstanceStart"}`.
     fn start(&self) -> Result<(), ApiError>;
     /// `PUT /actions {"action_type": "InstanceStop"}`: stops the vCPUs for good.

@@ -65,6 +65,8 @@ pub enum Operation {
     PatchVm,
     /// `PUT /snapshot/create`: [`VmmControl::create_snapshot`].
     PutSnapshotCreate,
+    /// `PUT /snapshot/schedule`: [`VmmControl::set_snapshot_schedule`].
+    PutSnapshotSchedule,
 }
 
 /// One entry of the route table.
@@ -85,6 +87,13 @@ pub struct Route {
 
 /// Every route the API serves. `docs/openapi.yaml` documents exactly these (a test checks).
 pub const ROUTES: &[Route] = &[
+    Route {
+        method: "PUT",
+        path: "/snapshot/schedule",
+        summary: "Set periodic snapshots and their retention",
+        success_status: 204,
+        operation: Operation::PutSnapshotSchedule,
+    },
     Route {
         method: "PUT",
         path: "/snapshot/create",
@@ -394,6 +403,11 @@ fn handle(
             let patch: DrivePatch = json::parse_body(request, "DrivePatch")?;
             check_same_id(&id, &patch.drive_id, "drive_id")?;
             control.patch_drive(patch)?;
+            ok()
+        }
+        Operation::PutSnapshotSchedule => {
+            let schedule: super::SnapshotSchedule = json::parse_body(request, "SnapshotSchedule")?;
+            control.set_snapshot_schedule(schedule)?;
             ok()
         }
         Operation::PutSnapshotCreate => {

@@ -40,6 +40,8 @@ pub struct Vmm {
     events: EventLoop,
     /// Pulsed when a VM starts, so the supervisor picks up its exit events.
     pub started_evt: EventFd,
+    /// Periodic snapshots.
+    pub scheduler: std::sync::Arc<crate::snapshots::schedule::Scheduler>,
 }
 
 fn build_error(e: BuildError) -> ApiError {
@@ -63,6 +65,7 @@ impl Vmm {
             }),
             events,
             started_evt: EventFd::new(libc::EFD_NONBLOCK)?,
+            scheduler: Default::default(),
         })
     }
 
@@ -87,6 +90,19 @@ impl Vmm {
             Phase::Stopped(_) => Err(ApiError::conflict(
                 "the VM has stopped; its configuration can no longer change",
             )),
+        }
+    }
+
+    /// Whether the VM runs (or is paused) and has not stopped.
+    pub fn is_running(&self) -> bool {
+        matches!(&self.lock().phase, Phase::Running { vm, .. } if vm.control.exit_reason().is_none())
+    }
+
+    /// The store of this VM's previous snapshot, if any.
+    pub fn previous_snapshot_dir(&self) -> Option<std::path::PathBuf> {
+        match &self.lock().phase {
+            Phase::Running { vm, .. } => vm.last_snapshot.as_ref().map(|(dir, _)| dir.clone()),
+            _ => None,
         }
     }
 
@@ -254,6 +270,23 @@ impl VmmControl for Vmm {
 
     fn drive_snapshots(&self, drive_id: &str) -> Result<Vec<DriveSnapshot>, ApiError> {
         drives::snapshots(&self.lock(), drive_id)
+    }
+
+    fn set_snapshot_schedule(
+        &self,
+        schedule: crate::api::SnapshotSchedule,
+    ) -> Result<(), ApiError> {
+        if schedule.interval_ms != 0 && schedule.interval_ms < 100 {
+            return Err(ApiError::bad_request(format!(
+                "interval_ms {} is too short: use 0 (off) or at least 100",
+                schedule.interval_ms
+            )));
+        }
+        if schedule.keep_count == Some(0) {
+            return Err(ApiError::bad_request("keep_count must be at least 1"));
+        }
+        self.scheduler.set(schedule);
+        Ok(())
     }
 
     fn create_snapshot(

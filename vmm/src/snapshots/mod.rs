@@ -3,4 +3,5 @@
 pub mod create;
 pub mod devices_state;
 pub mod restore;
+pub mod schedule;
 pub mod staging;

@@ -309,6 +309,13 @@ impl VmmControl for MockControl {
         Ok(())
     }
 
+    fn set_snapshot_schedule(
+        &self,
+        _schedule: crate::api::SnapshotSchedule,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+
     fn create_snapshot(
         &self,
         request: crate::api::SnapshotCreate,

@@ -145,6 +145,17 @@ pub(super) fn checks() -> Vec<SchemaCheck> {
             )],
         },
         SchemaCheck {
+            name: "SnapshotSchedule",
+            sample: to_value(&crate::api::SnapshotSchedule {
+                snapshot_dir: PathBuf::from("/var/lib/reprise/snapshots"),
+                interval_ms: 300_000,
+                keep_count: Some(12),
+                max_age_secs: Some(3600),
+            }),
+            accepts: accepts::<crate::api::SnapshotSchedule>,
+            enums: vec![],
+        },
+        SchemaCheck {
             name: "SnapshotCreated",
             sample: to_value(&crate::api::SnapshotCreated {
                 id: "before-upgrade".into(),
