@@ -74,6 +74,7 @@ fn schemas_of(operation: Operation) -> (RequestBody, ResponseBody) {
             Rq::Required("SnapshotCreate"),
             Rs::Object("SnapshotCreated"),
         ),
+        Operation::PutSnapshotSchedule => (Rq::Required("SnapshotSchedule"), Rs::None),
         Operation::ListDriveSnapshots => (Rq::None, Rs::Array("DriveSnapshot")),
         Operation::PutNetworkInterface => (Rq::Required("NetConfig"), Rs::None),
         Operation::PutSerial => (Rq::Required("SerialConfig"), Rs::None),
