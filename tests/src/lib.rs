@@ -295,3 +295,73 @@ pub fn connect_unix(path: &Path) -> std::os::unix::net::UnixStream {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+impl Reprise {
+    /// Configures the test guest over the API — 1 vCPU, `mem_mib` MiB, `boot_args`, the
+    /// `drives` (a JSON array of drive bodies), serial output to this process's log and
+    /// input from `serial_input` if given — and starts it.
+    pub fn boot_guest(
+        &self,
+        mem_mib: u64,
+        boot_args: &str,
+        drives: serde_json::Value,
+        serial_input: Option<&Path>,
+    ) {
+        self.api_ok(
+            "PUT",
+            "/machine-config",
+            serde_json::json!({"vcpu_count": 1, "mem_size_mib": mem_mib}),
+        );
+        self.api_ok(
+            "PUT",
+            "/boot-source",
+            serde_json::json!({"kernel_image_path": guest_elf(), "boot_args": boot_args}),
+        );
+        for d in drives.as_array().cloned().unwrap_or_default() {
+            let id = d["drive_id"].as_str().expect("drive_id").to_string();
+            self.api_ok("PUT", &format!("/drives/{id}"), d);
+        }
+        let mut serial =
+            serde_json::json!({"output": format!("file:{}", self.serial_log.display())});
+        if let Some(input) = serial_input {
+            serial["input"] = serde_json::json!(format!("socket:{}", input.display()));
+        }
+        self.api_ok("PUT", "/serial", serial);
+        self.api_ok(
+            "PUT",
+            "/actions",
+            serde_json::json!({"action_type": "InstanceStart"}),
+        );
+    }
+}
+
+/// Runs `reprise-volume` with `args`, failing the test with its output if it fails;
+/// returns its standard output.
+pub fn volume_tool(args: &[&str]) -> String {
+    let out = Command::new(binary("reprise-tools", "reprise-volume"))
+        .args(args)
+        .output()
+        .expect("run reprise-volume");
+    assert!(
+        out.status.success(),
+        "reprise-volume {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The contents of volume `dir` (or of its `snapshot`), through `reprise-volume export-raw`.
+pub fn export_volume(dir: &Path, snapshot: Option<&str>, out: &Path) -> Vec<u8> {
+    let mut args = vec![
+        "export-raw",
+        dir.to_str().expect("utf-8"),
+        out.to_str().expect("utf-8"),
+        "--quiet",
+    ];
+    if let Some(s) = snapshot {
+        args.extend(["--snapshot", s]);
+    }
+    volume_tool(&args);
+    std::fs::read(out).expect("read export")
+}

@@ -9,29 +9,10 @@ use std::time::Duration;
 use reprise_tests::*;
 use serde_json::json;
 
-/// Starts a VM over the API with `args`, optional drives, and serial output to its log.
+/// Starts a 64 MiB VM over the API with `args` and `drives`, serial output to its log.
 fn start(scratch: &Scratch, args: &str, drives: serde_json::Value) -> Reprise {
     let vm = Reprise::with_api(scratch);
-    vm.api_ok(
-        "PUT",
-        "/machine-config",
-        json!({"vcpu_count": 1, "mem_size_mib": 64}),
-    );
-    vm.api_ok(
-        "PUT",
-        "/boot-source",
-        json!({"kernel_image_path": guest_elf(), "boot_args": args}),
-    );
-    for d in drives.as_array().cloned().unwrap_or_default() {
-        let id = d["drive_id"].as_str().expect("drive_id").to_string();
-        vm.api_ok("PUT", &format!("/drives/{id}"), d);
-    }
-    vm.api_ok(
-        "PUT",
-        "/serial",
-        json!({"output": format!("file:{}", vm.serial_log.display())}),
-    );
-    vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
+    vm.boot_guest(64, args, drives, None);
     vm
 }
 
@@ -120,28 +101,6 @@ fn restored_dirty_guest_continues_exactly_like_the_original() {
     );
 }
 
-fn volume_tool(args: &[&str]) {
-    let out = Command::new(binary("reprise-tools", "reprise-volume"))
-        .args(args)
-        .output()
-        .expect("reprise-volume");
-    assert!(
-        out.status.success(),
-        "reprise-volume {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn export(volume: &Path, out: &Path) -> Vec<u8> {
-    volume_tool(&[
-        "export-raw",
-        volume.to_str().expect("utf-8"),
-        out.to_str().expect("utf-8"),
-        "--quiet",
-    ]);
-    std::fs::read(out).expect("export")
-}
-
 #[test]
 fn restored_disk_writer_ends_with_the_same_disk_as_the_original() {
     require_kvm();
@@ -160,7 +119,7 @@ fn restored_disk_writer_ends_with_the_same_disk_as_the_original() {
     let original = vm.wait_serial("reprise-guest: done", Duration::from_secs(30));
     stop(&mut vm);
     set_aside(&vm.serial_log);
-    let original_disk = export(&volume, &scratch.path("original.raw"));
+    let original_disk = export_volume(&volume, None, &scratch.path("original.raw"));
 
     let dir = store.join("mid");
     let (ok, stderr) = restore(&dir, &scratch.path("restore.stderr"));
@@ -182,7 +141,7 @@ fn restored_disk_writer_ends_with_the_same_disk_as_the_original() {
         clone.display()
     );
     assert!(
-        export(&clone, &scratch.path("restored.raw")) == original_disk,
+        export_volume(&clone, None, &scratch.path("restored.raw")) == original_disk,
         "disks differ"
     );
 }
@@ -267,22 +226,8 @@ fn killing_the_vmm_while_it_writes_a_snapshot_leaves_earlier_snapshots_intact() 
     let store = scratch.path("snapshots");
     // A big guest whose memory the snapshot scans takes long enough to be interrupted.
     let vm = Reprise::with_api(&scratch);
-    vm.api_ok(
-        "PUT",
-        "/machine-config",
-        json!({"vcpu_count": 1, "mem_size_mib": 2048}),
-    );
-    vm.api_ok(
-        "PUT",
-        "/boot-source",
-        json!({"kernel_image_path": guest_elf(), "boot_args": "workload=dirty dirty.mib=16 dirty.rate=2000 dirty.seconds=3"}),
-    );
-    vm.api_ok(
-        "PUT",
-        "/serial",
-        json!({"output": format!("file:{}", vm.serial_log.display())}),
-    );
-    vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
+    let args = "workload=dirty dirty.mib=16 dirty.rate=2000 dirty.seconds=3";
+    vm.boot_guest(2048, args, json!([]), None);
     let mut vm = vm;
     vm.wait_serial("dirty: second=1 ", Duration::from_secs(30));
     snapshot(&vm, &store, "first");
@@ -346,27 +291,8 @@ fn three_clones_of_one_snapshot_run_side_by_side_with_their_own_disks() {
     let args = format!("workload=blk-rounds blk.wait=1 seed={seed} blk.sector={start_sector} blk.sectors={sectors}");
     let input = scratch.path("console.sock");
     let vm = Reprise::with_api(&scratch);
-    vm.api_ok(
-        "PUT",
-        "/machine-config",
-        json!({"vcpu_count": 1, "mem_size_mib": 64}),
-    );
-    vm.api_ok(
-        "PUT",
-        "/boot-source",
-        json!({"kernel_image_path": guest_elf(), "boot_args": args}),
-    );
-    vm.api_ok(
-        "PUT",
-        "/drives/d0",
-        json!({"drive_id": "d0", "volume_path": volume}),
-    );
-    vm.api_ok(
-        "PUT",
-        "/serial",
-        json!({"output": format!("file:{}", vm.serial_log.display()), "input": format!("socket:{}", input.display())}),
-    );
-    vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
+    let drives = json!([{"drive_id": "d0", "volume_path": volume}]);
+    vm.boot_guest(64, &args, drives, Some(&input));
     let mut vm = vm;
     let mut console = connect_unix(&input);
     use std::io::Write;
@@ -430,8 +356,9 @@ fn three_clones_of_one_snapshot_run_side_by_side_with_their_own_disks() {
             "clone {k}: {}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        let disk = export(
+        let disk = export_volume(
             &PathBuf::from(format!("{}-clone{k}-0", volume.display())),
+            None,
             &scratch.path(&format!("clone{k}.raw")),
         );
         let want = pattern_bytes(seed + 2 + k, offset, len);
@@ -441,7 +368,7 @@ fn three_clones_of_one_snapshot_run_side_by_side_with_their_own_disks() {
         );
     }
     // The original's volume kept its own last round (1): no clone wrote into it.
-    let original = export(&volume, &scratch.path("original.raw"));
+    let original = export_volume(&volume, None, &scratch.path("original.raw"));
     assert!(
         original[offset as usize..offset as usize + len]
             == pattern_bytes(seed + 1, offset, len)[..]

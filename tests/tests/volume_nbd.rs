@@ -23,15 +23,6 @@ fn tool(program: &str, args: &[&str]) {
     );
 }
 
-fn volume_tool(args: &[&str]) {
-    tool(
-        binary("reprise-tools", "reprise-volume")
-            .to_str()
-            .expect("utf-8"),
-        args,
-    );
-}
-
 fn random_image(path: &Path, len: usize, seed: u32) -> Vec<u8> {
     let mut x = seed | 1;
     let mut data = vec![0u8; len];

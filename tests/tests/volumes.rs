@@ -16,65 +16,18 @@ const SECTOR: u64 = 512;
 const START: u64 = 2048;
 const COUNT: u64 = 512;
 
-fn volume_tool(args: &[&str]) -> String {
-    let out = Command::new(binary("reprise-tools", "reprise-volume"))
-        .args(args)
-        .output()
-        .expect("run reprise-volume");
-    assert!(
-        out.status.success(),
-        "reprise-volume {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn create_volume(scratch: &Scratch, name: &str, size: &str) -> PathBuf {
     let dir = scratch.path("store").join("volumes").join(name);
     volume_tool(&["create", dir.to_str().expect("utf-8"), "--size", size]);
     dir
 }
 
-fn export(dir: &Path, snapshot: Option<&str>, out: &Path) -> Vec<u8> {
-    let mut args = vec![
-        "export-raw",
-        dir.to_str().expect("utf-8"),
-        out.to_str().expect("utf-8"),
-        "--quiet",
-    ];
-    if let Some(s) = snapshot {
-        args.extend(["--snapshot", s]);
-    }
-    volume_tool(&args);
-    std::fs::read(out).expect("read export")
-}
-
 /// Starts a VM over the API with one volume drive and the console on a socket.
 fn start_vm(scratch: &Scratch, volume: &Path, args: &str) -> (Reprise, UnixStream) {
     let vm = Reprise::with_api(scratch);
-    vm.api_ok(
-        "PUT",
-        "/machine-config",
-        json!({"vcpu_count": 1, "mem_size_mib": 64}),
-    );
-    vm.api_ok(
-        "PUT",
-        "/boot-source",
-        json!({"kernel_image_path": guest_elf(), "boot_args": args}),
-    );
-    vm.api_ok(
-        "PUT",
-        "/drives/d0",
-        json!({"drive_id": "d0", "volume_path": volume}),
-    );
     let input = scratch.path("console.sock");
-    vm.api_ok(
-        "PUT",
-        "/serial",
-        json!({"output": format!("file:{}", vm.serial_log.display()), "input": format!("socket:{}", input.display())}),
-    );
-    vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
+    let drives = json!([{"drive_id": "d0", "volume_path": volume}]);
+    vm.boot_guest(64, args, drives, Some(&input));
     let console = connect_unix(&input);
     (vm, console)
 }
@@ -169,7 +122,7 @@ fn snapshot_mid_run_holds_that_moment_and_its_clone_boots_with_it() {
     // SAFETY: signalling the child this test started.
     unsafe { libc::kill(vm.child.id() as i32, libc::SIGTERM) };
     assert!(vm.wait_exit(Duration::from_secs(10)).success());
-    let live = export(&volume, None, &scratch.path("live.raw"));
+    let live = export_volume(&volume, None, &scratch.path("live.raw"));
     let round2 = pattern_bytes(seed + 2, START * SECTOR, (COUNT * SECTOR) as usize);
     assert!(range(&live) == &round2[..], "volume does not hold round 2");
 
@@ -202,7 +155,7 @@ fn snapshot_mid_run_holds_that_moment_and_its_clone_boots_with_it() {
         cvm.serial()
     );
     // The clone's writes did not reach the source or its snapshot.
-    let snap_again = export(
+    let snap_again = export_volume(
         &volume,
         Some("after-round-1"),
         &scratch.path("snap-again.raw"),
@@ -252,27 +205,8 @@ fn raw_image_grows_online_too() {
     let img = scratch.path("disk.img");
     std::fs::write(&img, vec![0u8; 4 << 20]).expect("image");
     let vm = Reprise::with_api(&scratch);
-    vm.api_ok(
-        "PUT",
-        "/machine-config",
-        json!({"vcpu_count": 1, "mem_size_mib": 64}),
-    );
-    vm.api_ok(
-        "PUT",
-        "/boot-source",
-        json!({"kernel_image_path": guest_elf(), "boot_args": "workload=blk-resize"}),
-    );
-    vm.api_ok(
-        "PUT",
-        "/drives/d0",
-        json!({"drive_id": "d0", "path_on_host": img}),
-    );
-    vm.api_ok(
-        "PUT",
-        "/serial",
-        json!({"output": format!("file:{}", vm.serial_log.display())}),
-    );
-    vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
+    let drives = json!([{"drive_id": "d0", "path_on_host": img}]);
+    vm.boot_guest(64, "workload=blk-resize", drives, None);
     let mut vm = vm;
     vm.wait_serial("blk-resize: capacity=8192", Duration::from_secs(30));
     vm.api_ok(
@@ -294,24 +228,14 @@ fn limits_change_while_the_guest_runs() {
     let scratch = Scratch::new("vol-limits");
     let volume = create_volume(&scratch, "lim", "16M");
     let vm = Reprise::with_api(&scratch);
-    vm.api_ok(
-        "PUT",
-        "/machine-config",
-        json!({"vcpu_count": 1, "mem_size_mib": 64}),
-    );
-    vm.api_ok("PUT", "/boot-source", json!({"kernel_image_path": guest_elf(), "boot_args": "workload=blk-rate blk.ops=400 blk.rw=read"}));
     let slow = json!({"iops": {"rate": 100, "burst": 10}});
-    vm.api_ok(
-        "PUT",
-        "/drives/d0",
-        json!({"drive_id": "d0", "volume_path": volume, "limits": slow}),
+    let drives = json!([{"drive_id": "d0", "volume_path": volume, "limits": slow}]);
+    vm.boot_guest(
+        64,
+        "workload=blk-rate blk.ops=400 blk.rw=read",
+        drives,
+        None,
     );
-    vm.api_ok(
-        "PUT",
-        "/serial",
-        json!({"output": format!("file:{}", vm.serial_log.display())}),
-    );
-    vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
     let mut vm = vm;
     vm.wait_serial("tsc: khz=", Duration::from_secs(30));
     // Let the slow bucket bite, then lift it.
@@ -394,7 +318,7 @@ fn writer_killed_at_random_points_leaves_a_clean_volume_with_every_flushed_write
         volume_tool(&["check", volume.to_str().expect("utf-8"), "--repair"]);
         let out = volume_tool(&["check", volume.to_str().expect("utf-8"), "--data"]);
         assert!(out.contains("clean"), "iteration {iteration}: {out}");
-        let data = export(&volume, None, &run.path("after.raw"));
+        let data = export_volume(&volume, None, &run.path("after.raw"));
         // Every sector holds the last round reported flushed or a later one: the guest
         // prints "done" right after its flush completes, so at most one more flush may
         // have completed unreported, and one more round may have been in flight.
