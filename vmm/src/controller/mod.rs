@@ -107,9 +107,17 @@ impl Vmm {
     }
 
     /// Runs a VM restored from a snapshot (the configuration it now runs with).
-    pub fn start_restored(&self, config: VmConfig, mut vm: RunningVm) -> Result<(), ApiError> {
+    pub fn start_restored(&self, config: VmConfig, vm: RunningVm) -> Result<(), ApiError> {
         let mut inner = self.lock();
         Self::configurable(&inner)?;
+        self.adopt(&mut inner, vm)?;
+        inner.config = config;
+        Ok(())
+    }
+
+    /// Takes over a VM whose vCPUs run: registers its devices with the event loop (or stops
+    /// it if that fails), records it as running and wakes the supervisor.
+    fn adopt(&self, inner: &mut Inner, mut vm: RunningVm) -> Result<(), ApiError> {
         let subscribers = std::mem::take(&mut vm.subscribers);
         let subscriber_ids = match self.events.add(subscribers) {
             Ok(ids) => ids,
@@ -118,7 +126,6 @@ impl Vmm {
                 return Err(ApiError::internal(e.to_string()));
             }
         };
-        inner.config = config;
         inner.phase = Phase::Running {
             vm: Box::new(vm),
             paused: false,
@@ -127,6 +134,19 @@ impl Vmm {
         if let Err(e) = self.started_evt.write(1) {
             log::error!("cannot wake the supervisor: {e}");
         }
+        Ok(())
+    }
+
+    /// Applies a configuration change before start, after `check` accepts it.
+    fn configure(
+        &self,
+        check: impl FnOnce() -> Result<(), ApiError>,
+        apply: impl FnOnce(&mut VmConfig),
+    ) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        Self::configurable(&inner)?;
+        check()?;
+        apply(&mut inner.config);
         Ok(())
     }
 
@@ -206,53 +226,43 @@ impl VmmControl for Vmm {
     }
 
     fn put_machine_config(&self, config: MachineConfig) -> Result<(), ApiError> {
-        let mut inner = self.lock();
-        Self::configurable(&inner)?;
-        config.validate().map_err(|e| ApiError::bad_request(e.0))?;
-        inner.config.machine = config;
-        Ok(())
+        let check = || config.validate().map_err(|e| ApiError::bad_request(e.0));
+        self.configure(check, |c| c.machine = config.clone())
     }
 
     fn put_boot_source(&self, boot: BootSource) -> Result<(), ApiError> {
-        let mut inner = self.lock();
-        Self::configurable(&inner)?;
-        boot.validate().map_err(|e| ApiError::bad_request(e.0))?;
-        inner.config.boot = Some(boot);
-        Ok(())
+        let check = || boot.validate().map_err(|e| ApiError::bad_request(e.0));
+        self.configure(check, |c| c.boot = Some(boot.clone()))
     }
 
     fn put_drive(&self, drive: DriveConfig) -> Result<(), ApiError> {
-        let mut inner = self.lock();
-        Self::configurable(&inner)?;
-        drive.validate().map_err(|e| ApiError::bad_request(e.0))?;
-        let drives = &mut inner.config.drives;
-        match drives.iter_mut().find(|d| d.drive_id == drive.drive_id) {
-            Some(d) => *d = drive,
-            None => drives.push(drive),
-        }
-        Ok(())
+        let check = || drive.validate().map_err(|e| ApiError::bad_request(e.0));
+        self.configure(check, |c| {
+            match c.drives.iter_mut().find(|d| d.drive_id == drive.drive_id) {
+                Some(d) => *d = drive.clone(),
+                None => c.drives.push(drive.clone()),
+            }
+        })
     }
 
     fn put_net(&self, net: NetConfig) -> Result<(), ApiError> {
-        let mut inner = self.lock();
-        Self::configurable(&inner)?;
-        net.validate().map_err(|e| ApiError::bad_request(e.0))?;
-        let nets = &mut inner.config.nets;
-        match nets.iter_mut().find(|n| n.iface_id == net.iface_id) {
-            Some(n) => *n = net,
-            None => nets.push(net),
-        }
-        Ok(())
+        let check = || net.validate().map_err(|e| ApiError::bad_request(e.0));
+        self.configure(check, |c| {
+            match c.nets.iter_mut().find(|n| n.iface_id == net.iface_id) {
+                Some(n) => *n = net.clone(),
+                None => c.nets.push(net.clone()),
+            }
+        })
     }
 
     fn put_serial(&self, serial: SerialConfig) -> Result<(), ApiError> {
-        let mut inner = self.lock();
-        Self::configurable(&inner)?;
-        crate::serial_io::parse_output(serial.output.as_deref())
-            .and_then(|_| crate::serial_io::parse_input(serial.input.as_deref()))
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        inner.config.serial = serial;
-        Ok(())
+        let check = || {
+            crate::serial_io::parse_output(serial.output.as_deref())
+                .and_then(|_| crate::serial_io::parse_input(serial.input.as_deref()))
+                .map(|_| ())
+                .map_err(|e| ApiError::bad_request(e.to_string()))
+        };
+        self.configure(check, |c| c.serial = serial.clone())
     }
 
     fn drive_status(&self, drive_id: &str) -> Result<DriveStatus, ApiError> {
@@ -356,24 +366,8 @@ impl VmmControl for Vmm {
                 ))
             }
         }
-        let mut vm = builder::build_and_start(&inner.config).map_err(build_error)?;
-        let subscribers = std::mem::take(&mut vm.subscribers);
-        let subscriber_ids = match self.events.add(subscribers) {
-            Ok(ids) => ids,
-            Err(e) => {
-                vcpu::stop_all(&vm.control, &mut vm.vcpus);
-                return Err(ApiError::internal(e.to_string()));
-            }
-        };
-        inner.phase = Phase::Running {
-            vm: Box::new(vm),
-            paused: false,
-            subscriber_ids,
-        };
-        if let Err(e) = self.started_evt.write(1) {
-            log::error!("cannot wake the supervisor: {e}");
-        }
-        Ok(())
+        let vm = builder::build_and_start(&inner.config).map_err(build_error)?;
+        self.adopt(&mut inner, vm)
     }
 
     fn stop(&self) -> Result<(), ApiError> {
