@@ -67,6 +67,37 @@ pub fn write_all_at(file: &File, path: &Path, buf: &[u8], offset: u64) -> Result
         .map_err(|e| SnapshotError::io(path, "write", e))
 }
 
+/// Makes `len` bytes at `offset` read as zeros: a hole where the file system can punch one,
+/// written zeros where it cannot. The file keeps its size.
+pub fn zero_range(file: &File, path: &Path, offset: u64, len: u64) -> Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    if let (Ok(off), Ok(l)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) {
+        // SAFETY: fallocate takes a file descriptor and integers only; `file` is borrowed,
+        // so the descriptor stays valid for the call.
+        let rc = unsafe {
+            libc::fallocate(
+                file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                off,
+                l,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+    }
+    let zeros = vec![0u8; len.min(1 << 20) as usize];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(zeros.len() as u64) as usize;
+        write_all_at(file, path, &zeros[..n], offset + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
 /// Flushes a directory, so that entries created, renamed or removed in it are durable.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
     let d = File::open(dir).map_err(|e| SnapshotError::io(dir, "open directory", e))?;

@@ -40,7 +40,7 @@ pub use error::{Result, SnapshotError};
 pub use manifest::{Manifest, MemoryInfo, SnapshotKind, VolumeSnapshot};
 pub use memory::{
     apply_diff, consolidate, write_diff, write_full, DiffImage, FullImage, MemoryLayout,
-    MemoryRegion,
+    MemoryRegion, PrecopiedImage,
 };
 pub use pending::{unix_ms_now, NewSnapshot, PendingSnapshot};
 pub use persist::{Persist, PersistError};

@@ -13,7 +13,7 @@ use crate::manifest::{
     validate_id, Manifest, MemoryInfo, SnapshotKind, VolumeSnapshot, DIFF_MEMORY_FILE,
     FULL_MEMORY_FILE, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, STATE_FILE,
 };
-use crate::memory::{write_diff, write_full, ImageStats, MemoryLayout};
+use crate::memory::{write_diff, write_full, ImageStats, MemoryLayout, PrecopiedImage};
 use crate::state::StateWriter;
 use crate::store::{SnapshotStore, PARTIAL_SUFFIX};
 
@@ -122,6 +122,12 @@ impl PendingSnapshot {
         &self.tmp
     }
 
+    /// Sets the snapshot's time (milliseconds since the epoch): the instant of the cut, when
+    /// memory was copied before it.
+    pub fn set_created(&mut self, unix_ms: u64) {
+        self.new.created = unix_ms;
+    }
+
     /// Writes the VM-state file.
     pub fn write_state(&mut self, state: &StateWriter) -> Result<()> {
         state.write_to(&self.tmp.join(STATE_FILE))?;
@@ -159,6 +165,25 @@ impl PendingSnapshot {
             layout,
             sources,
         )?;
+        self.set_memory(None, FULL_MEMORY_FILE, layout, s);
+        Ok(s)
+    }
+
+    /// Starts a full memory image to be written while the guest runs (see
+    /// [`PrecopiedImage`]); hand it back with [`Self::finish_precopied_memory`].
+    pub fn begin_precopied_memory(&self, layout: &MemoryLayout) -> Result<PrecopiedImage> {
+        self.check_no_memory()?;
+        PrecopiedImage::create(&self.tmp.join(FULL_MEMORY_FILE), &self.new.id, layout)
+    }
+
+    /// Completes a memory image started with [`Self::begin_precopied_memory`].
+    pub fn finish_precopied_memory(
+        &mut self,
+        image: PrecopiedImage,
+        layout: &MemoryLayout,
+    ) -> Result<ImageStats> {
+        self.check_no_memory()?;
+        let s = image.finish()?;
         self.set_memory(None, FULL_MEMORY_FILE, layout, s);
         Ok(s)
     }

@@ -83,6 +83,8 @@ pub struct RunningVm {
     pub last_snapshot: Option<(std::path::PathBuf, String)>,
     /// Whether KVM logs dirty pages (turned on by the first snapshot).
     pub dirty_logging: bool,
+    /// Where snapshots copy dirty pages while the guest is paused (kept between snapshots).
+    pub staging: Option<crate::snapshots::staging::Staging>,
 }
 
 fn vcpu_err(index: u8, what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> BuildError {
@@ -216,6 +218,7 @@ pub(crate) fn start_vcpus(
         i8042: dm.i8042,
         last_snapshot: None,
         dirty_logging: false,
+        staging: None,
     })
 }
 

@@ -379,6 +379,17 @@ impl FullWriter {
         Ok(())
     }
 
+    /// Writes every region from `sources` (checked against the layout by the caller).
+    pub fn write_all(&mut self, sources: &[&[u8]]) -> Result<()> {
+        let chunk = MAX_WRITE_BYTES - MAX_WRITE_BYTES % BLOCK_BYTES as usize;
+        for (i, src) in sources.iter().enumerate() {
+            for (c, data) in src.chunks(chunk).enumerate() {
+                self.write_blocks(i, (c * chunk) as u64 / BLOCK_BYTES, data)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Copies blocks `first..first + count` of region `index` from `src` (same layout) as
     /// they are, checksums included, without reading them into memory.
     pub fn copy_blocks(
@@ -430,6 +441,46 @@ impl FullWriter {
         )
     }
 
+    /// Replaces page `page` of region `index` with `data` (one page): written when non-zero,
+    /// made a hole when zero. The page's block checksum is stale until [`Self::rehash_block`].
+    pub fn patch_page(&mut self, index: usize, page: u64, data: &[u8]) -> Result<()> {
+        debug_assert_eq!(data.len(), PS);
+        let at = self.offsets[index] + page * PAGE_SIZE;
+        if is_zero_page(data) {
+            if self.present[index].get(page) {
+                fsutil::zero_range(self.out.file(), self.out.tmp_path(), at, PAGE_SIZE)?;
+                self.present[index].unset(page);
+            }
+        } else {
+            fsutil::write_all_at(self.out.file(), self.out.tmp_path(), data, at)?;
+            self.present[index].set(page);
+        }
+        Ok(())
+    }
+
+    /// Recomputes the checksum of block `block` of region `index` from what the file holds.
+    pub fn rehash_block(&mut self, index: usize, block: u64) -> Result<()> {
+        let pages = self.layout.regions[index].pages();
+        let start = block * BLOCK_PAGES;
+        let end = (start + BLOCK_PAGES).min(pages);
+        let mut buf = vec![0u8; ((end - start) * PAGE_SIZE) as usize];
+        let base = self.offsets[index] + start * PAGE_SIZE;
+        fsutil::read_exact_at(
+            self.out.file(),
+            self.out.tmp_path(),
+            &mut buf,
+            base,
+            "block",
+        )?;
+        let mut h = crc32fast::Hasher::new();
+        for p in self.present[index].iter_set_in(start, end) {
+            let at = ((p - start) * PAGE_SIZE) as usize;
+            h.update(&buf[at..at + PS]);
+        }
+        self.crcs[index][block as usize] = h.finalize();
+        Ok(())
+    }
+
     /// Writes the table and the header, flushes, and renames the image into place.
     pub fn finish(self) -> Result<ImageStats> {
         let mut e = Encoder::new();
@@ -473,11 +524,6 @@ pub fn write_full(
 ) -> Result<ImageStats> {
     header::check_sources(layout, sources)?;
     let mut w = FullWriter::create(path, tag, layout)?;
-    let chunk = MAX_WRITE_BYTES - MAX_WRITE_BYTES % BLOCK_BYTES as usize;
-    for (i, src) in sources.iter().enumerate() {
-        for (c, data) in src.chunks(chunk).enumerate() {
-            w.write_blocks(i, (c * chunk) as u64 / BLOCK_BYTES, data)?;
-        }
-    }
+    w.write_all(sources)?;
     w.finish()
 }

@@ -44,6 +44,7 @@ mod full;
 mod header;
 mod holes;
 mod layout;
+mod precopy;
 mod zero;
 
 pub use consolidate::{apply_diff, consolidate};
@@ -51,4 +52,5 @@ pub use diff::{write_diff, DiffImage};
 pub use full::{write_full, FullImage};
 pub use header::{ImageKind, ImageStats, DATA_OFFSET, MEMORY_MAGIC, MEMORY_VERSION};
 pub use layout::{MemoryLayout, MemoryRegion};
+pub use precopy::PrecopiedImage;
 pub use zero::is_zero_page;

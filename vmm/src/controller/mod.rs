@@ -320,28 +320,31 @@ impl VmmControl for Vmm {
             ));
         }
         let was_paused = *paused;
-        if !was_paused && !vcpu::pause_all(&vm.control, &vm.vcpus) {
-            return Err(ApiError::internal(
-                "a vCPU did not acknowledge the pause in time",
-            ));
-        }
-        let diff = request.snapshot_type == Some(crate::api::SnapshotType::Diff);
+        let request_dir = request.snapshot_dir.clone();
         let result = crate::snapshots::create::create(
             vm,
             &config,
             &self.events,
-            &request.snapshot_dir,
-            &id,
-            diff,
+            crate::snapshots::create::CreateRequest {
+                store_dir: &request_dir,
+                id: &id,
+                diff: request.snapshot_type == Some(crate::api::SnapshotType::Diff),
+            },
+            |vm| {
+                if was_paused || vcpu::pause_all(&vm.control, &vm.vcpus) {
+                    Ok(())
+                } else {
+                    Err(crate::snapshots::create::CreateError(
+                        "a vCPU did not acknowledge the pause in time".into(),
+                    ))
+                }
+            },
             |vm| {
                 if !was_paused && !vcpu::resume_all(&vm.control) {
                     log::error!("a vCPU did not resume after the snapshot");
                 }
             },
         );
-        if result.is_ok() {
-            vm.last_snapshot = Some((request.snapshot_dir.clone(), id.clone()));
-        }
         if result.is_err() && !was_paused && !vcpu::resume_all(&vm.control) {
             log::error!("a vCPU did not resume after the snapshot");
         }

@@ -1,9 +1,11 @@
 //! Taking a snapshot of a running VM.
 //!
-//! Freeze order: pause every vCPU (each completes the exit it was handling), park the device
-//! event loop (no device touches guest memory or its queues), then save: each vCPU's KVM
-//! state (on its own thread), the VM's in-kernel devices, the device models, a block-store
-//! snapshot of every volume, and guest memory. Then release the event loop and resume.
+//! Pre-copy memory while the guest runs (see [`create`]). Then the freeze order: pause every
+//! vCPU (each completes the exit it was handling), park the device event loop (no device
+//! touches guest memory or its queues), then save: each vCPU's KVM state (on its own thread),
+//! the VM's in-kernel devices, the device models, a block-store snapshot of every volume, and
+//! a copy of the pages written since the pre-copy. Then release the event loop, resume, and
+//! write the files.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +17,8 @@ use snapshot::{
     DirtyBitmap, MemoryLayout, NewSnapshot, SnapshotStore, StateWriter, VolumeSnapshot,
 };
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+
+use devices::GuestMemory;
 
 use super::devices_state;
 use super::staging::Staging;
@@ -71,18 +75,19 @@ fn e(x: impl std::fmt::Display) -> CreateError {
 }
 
 /// Host views of guest memory regions, and their layout.
-fn memory_sources(vm: &RunningVm) -> Result<(MemoryLayout, Vec<&[u8]>), CreateError> {
+fn memory_sources(memory: &GuestMemory) -> Result<(MemoryLayout, Vec<&[u8]>), CreateError> {
     let mut regions = Vec::new();
     let mut sources = Vec::new();
-    for region in vm.memory.iter() {
+    for region in memory.iter() {
         let len = region.len() as usize;
         let host = region
             .get_host_address(vm_memory::MemoryRegionAddress(0))
             .map_err(e)?;
         regions.push((region.start_addr().0, region.len()));
-        // SAFETY: the region is a live mapping of `len` bytes owned by `vm.memory`, which
-        // outlives the returned slices (they borrow `vm`); the vCPUs are paused and the event
-        // loop is parked, so nothing writes guest memory while the slices are read.
+        // SAFETY: the region is a live mapping of `len` bytes owned by `memory`, which
+        // outlives the returned slices (they borrow it). The guest may write these pages while
+        // they are read before the pause; every such page is marked dirty and read again with
+        // the guest paused, so a torn read never reaches a snapshot.
         sources.push(unsafe { std::slice::from_raw_parts(host as *const u8, len) });
     }
     Ok((MemoryLayout::new(&regions).map_err(e)?, sources))
@@ -104,17 +109,62 @@ fn take_dirty(vm: &RunningVm, layout: &MemoryLayout) -> Result<DirtyBitmap, Crea
     Ok(dirty)
 }
 
-/// Takes snapshot `id` of `vm` (whose vCPUs the caller has paused) into the store at
-/// `store_dir`: full, or a diff against the VM's previous snapshot in the same store.
+/// Starts tracking from now: turns dirty logging on, or forgets what it logged so far.
+fn restart_tracking(vm: &RunningVm, layout: &MemoryLayout) -> Result<(), CreateError> {
+    if vm.dirty_logging {
+        take_dirty(vm, layout)?;
+    } else {
+        vm.vm.set_dirty_logging(&vm.memory, true).map_err(e)?;
+        for region in vm.memory.iter() {
+            region.get_mmap().bitmap().reset();
+        }
+    }
+    Ok(())
+}
+
+/// The VM's staging area, made (or remade) to fit `layout`.
+fn staging<'a>(
+    slot: &'a mut Option<Staging>,
+    layout: &MemoryLayout,
+) -> Result<&'a mut Staging, CreateError> {
+    if !slot.as_ref().is_some_and(|s| s.fits(layout)) {
+        *slot = Some(Staging::new(layout).map_err(e)?);
+    }
+    slot.as_mut()
+        .ok_or_else(|| CreateError("no staging area".into()))
+}
+
+/// What to snapshot, and where.
+pub struct CreateRequest<'a> {
+    /// The snapshot store.
+    pub store_dir: &'a Path,
+    /// The new snapshot's id.
+    pub id: &'a str,
+    /// A diff against the VM's previous snapshot in the same store, or a full one.
+    pub diff: bool,
+}
+
+/// Takes snapshot `request.id` of `vm` into the store at `request.store_dir`: full, or a
+/// diff against the VM's previous snapshot in the same store.
+///
+/// Memory is pre-copied while the guest runs (all of it for a full snapshot, the pages
+/// dirtied since the previous snapshot for a diff); then `pause` stops the vCPUs, the device
+/// models are frozen, the state is saved and the pages written during the pre-copy are copied
+/// to a staging area; `resume` lets the guest go on, and the files are written afterwards.
+/// On error the caller resumes the vCPUs (`resume` may not have run).
 pub fn create(
     vm: &mut RunningVm,
     config: &VmConfig,
     events: &EventLoop,
-    store_dir: &Path,
-    id: &str,
-    diff: bool,
+    request: CreateRequest<'_>,
+    pause: impl FnOnce(&RunningVm) -> Result<(), CreateError>,
     resume: impl FnOnce(&RunningVm),
 ) -> Result<SnapshotCreated, CreateError> {
+    let CreateRequest {
+        store_dir,
+        id,
+        diff,
+    } = request;
     let parent = match (&vm.last_snapshot, diff) {
         (Some((dir, parent)), true) if dir == store_dir && vm.dirty_logging => Some(parent.clone()),
         (_, true) => {
@@ -126,6 +176,7 @@ pub fn create(
         (_, false) => None,
     };
     let store = SnapshotStore::open(store_dir).map_err(e)?;
+    let mut volumes = Vec::new();
     for d in &vm.drives {
         if d.volume.is_none() {
             return Err(CreateError(format!(
@@ -135,9 +186,52 @@ pub fn create(
                 d.path().display()
             )));
         }
+        volumes.push(VolumeSnapshot {
+            drive_id: d.config.drive_id.clone(),
+            volume_path: d.path().display().to_string(),
+            snapshot_name: format!("vm-{id}"),
+        });
     }
     let msr_indexes = Arc::new(msr_index_list().map_err(e)?);
+    let new = NewSnapshot {
+        id: id.to_string(),
+        created: snapshot::unix_ms_now(),
+        vm_config: serde_json::to_value(config).map_err(e)?,
+        volumes,
+    };
+    let mut pending = store.begin(new).map_err(e)?;
+    let mut phases = Phases::new(Instant::now());
+
+    // Pre-copy, with the guest running. Tracking restarts here, so until this snapshot is
+    // complete no diff may build on the previous one.
+    vm.last_snapshot = None;
+    let (layout, sources) = memory_sources(&vm.memory)?;
+    let mut precopied = None;
+    let mut dirty = match &parent {
+        Some(_) => {
+            let dirty = take_dirty(vm, &layout)?;
+            staging(&mut vm.staging, &layout)?.copy(&sources, &dirty);
+            dirty
+        }
+        None => {
+            restart_tracking(vm, &layout)?;
+            vm.dirty_logging = true;
+            let mut image = pending.begin_precopied_memory(&layout).map_err(e)?;
+            image.copy_live(&sources).map_err(e)?;
+            precopied = Some(image);
+            // A second round, still running, stages what the guest wrote during the first:
+            // the pause then only copies what it writes during this shorter one.
+            let dirty = take_dirty(vm, &layout)?;
+            staging(&mut vm.staging, &layout)?.copy(&sources, &dirty);
+            dirty
+        }
+    };
+    phases.mark("pre-copy");
+
+    // The guest-visible pause starts with the request to stop the vCPUs.
     let started = Instant::now();
+    pause(vm)?;
+    phases.mark("pause");
     let frozen = events.freeze().map_err(e)?;
     let mut writer = StateWriter::new();
     let replies = vm
@@ -152,6 +246,7 @@ pub fn create(
             None => return Err(CreateError(format!("vCPU {i} has exited; nothing to save"))),
         }
     }
+    phases.mark("vcpus");
     writer
         .put(sections::VM, &VmState::save(vm.vm.fd()).map_err(e)?)
         .map_err(e)?;
@@ -166,67 +261,81 @@ pub fn create(
         vmm_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     writer.put(sections::META, &meta).map_err(e)?;
-    let mut volumes = Vec::new();
+    phases.mark("vm+devices");
     for d in &vm.drives {
         if let Some(volume) = &d.volume {
-            let name = format!("vm-{id}");
-            lock(volume).snapshot(&name).map_err(e)?;
-            volumes.push(VolumeSnapshot {
-                drive_id: d.config.drive_id.clone(),
-                volume_path: d.path().display().to_string(),
-                snapshot_name: name,
-            });
+            lock(volume).snapshot(&format!("vm-{id}")).map_err(e)?;
         }
     }
-    let new = NewSnapshot {
-        id: id.to_string(),
-        created: snapshot::unix_ms_now(),
-        vm_config: serde_json::to_value(config).map_err(e)?,
-        volumes,
-    };
-    let mut pending = store.begin(new).map_err(e)?;
+    phases.mark("volumes");
+    let written = take_dirty(vm, &layout)?;
+    staging(&mut vm.staging, &layout)?.copy(&sources, &written);
+    phases.mark("stage dirty pages");
+    drop(frozen);
+    resume(vm);
+    let pause_us = started.elapsed().as_micros() as u64;
+    pending.set_created(snapshot::unix_ms_now());
+
+    // The guest runs again: write the files.
     pending.write_state(&writer).map_err(e)?;
-    let logging = vm.dirty_logging;
-    let (layout, sources) = memory_sources(vm)?;
-    let parent_and_dirty = if logging {
-        // Dirty tracking restarts here: the next diff holds what is written after this one.
-        Some(take_dirty(vm, &layout)?)
-    } else {
-        vm.vm.set_dirty_logging(&vm.memory, true).map_err(e)?;
-        for region in vm.memory.iter() {
-            region.get_mmap().bitmap().reset();
+    let staged = vm
+        .staging
+        .as_ref()
+        .ok_or_else(|| CreateError("no staging area".into()))?
+        .sources();
+    let stats = match (precopied, &parent) {
+        (Some(mut image), _) => {
+            dirty.union(&written).map_err(e)?;
+            image.patch(&dirty, &staged).map_err(e)?;
+            pending.finish_precopied_memory(image, &layout).map_err(e)?
         }
-        None
+        (None, Some(p)) => {
+            dirty.union(&written).map_err(e)?;
+            pending
+                .write_diff_memory(p, &layout, &dirty, &staged)
+                .map_err(e)?
+        }
+        (None, None) => return Err(CreateError("no memory image was started".into())),
     };
-    let stats = match (parent_and_dirty, &parent) {
-        (Some(dirty), Some(p)) => {
-            // Copy the dirty pages while paused; write the file once the guest runs again.
-            let staging = Staging::copy(&layout, &sources, &dirty).map_err(e)?;
-            drop(sources);
-            vm.dirty_logging = true;
-            drop(frozen);
-            resume(vm);
-            let pause_us = started.elapsed().as_micros() as u64;
-            let stats = pending
-                .write_diff_memory(p, &layout, &dirty, &staging.sources())
-                .map_err(e)?;
-            (stats, pause_us)
-        }
-        _ => {
-            let stats = pending.write_full_memory(&layout, &sources).map_err(e)?;
-            drop(sources);
-            vm.dirty_logging = true;
-            drop(frozen);
-            resume(vm);
-            (stats, started.elapsed().as_micros() as u64)
-        }
-    };
-    let (stats, pause_us) = stats;
     let manifest = pending.commit().map_err(e)?;
+    phases.mark("files written");
+    log::debug!("snapshot {id} phases: {}", phases.report());
+    vm.last_snapshot = Some((store_dir.to_path_buf(), id.to_string()));
     Ok(SnapshotCreated {
         id: manifest.id,
         dir: store.dir(id).display().to_string(),
         pause_us,
         memory_bytes: stats.data_bytes,
     })
+}
+
+/// Elapsed time of each step of a snapshot, for the debug log.
+struct Phases {
+    last: Instant,
+    marks: Vec<(&'static str, u64)>,
+}
+
+impl Phases {
+    fn new(start: Instant) -> Self {
+        Phases {
+            last: start,
+            marks: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.marks
+            .push((name, now.duration_since(self.last).as_micros() as u64));
+        self.last = now;
+    }
+
+    fn report(&self) -> String {
+        let parts: Vec<String> = self
+            .marks
+            .iter()
+            .map(|(n, us)| format!("{n} {us} us"))
+            .collect();
+        parts.join(", ")
+    }
 }
