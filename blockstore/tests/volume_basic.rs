@@ -146,6 +146,42 @@ fn snapshots_and_clones_share_layers_and_diverge() {
 }
 
 #[test]
+fn a_prepared_snapshot_holds_writes_up_to_the_snapshot_and_an_unused_spare_is_removed() {
+    let store = TempStore::new("prepared");
+    let src = store.vol("src");
+    let layer_files = || fs::read_dir(store.layers_dir()).unwrap().count();
+    let mut v = Volume::create(&src, &opts(MIB, 4096)).unwrap();
+    v.write_at(0, &pattern(1, 8192)).unwrap();
+    v.prepare_snapshot().unwrap();
+    // Written between the preparation and the snapshot: part of the snapshot.
+    v.write_at(8192, &pattern(2, 4096)).unwrap();
+    let s1 = v.snapshot("s1").unwrap();
+    v.write_at(0, &pattern(3, 4096)).unwrap();
+    v.flush().unwrap();
+    let mut want = pattern(1, 8192);
+    want.extend_from_slice(&pattern(2, 4096));
+    let mut view = Volume::open_snapshot(&src, "s1").unwrap();
+    assert_eq!(read_all(&mut view)[..12288], want[..]);
+    assert_eq!(s1.layers.len(), 1);
+    drop(view);
+
+    // A preparation never followed by a snapshot leaves nothing behind once closed.
+    let before = layer_files();
+    v.prepare_snapshot().unwrap();
+    v.prepare_snapshot().unwrap();
+    assert_eq!(
+        layer_files(),
+        before + 2,
+        "one spare layer (data and index)"
+    );
+    drop(v);
+    assert_eq!(layer_files(), before);
+    let mut v = Volume::open(&src).unwrap();
+    want[..4096].copy_from_slice(&pattern(3, 4096));
+    assert_eq!(read_all(&mut v)[..12288], want[..]);
+}
+
+#[test]
 fn deleting_a_snapshot_keeps_what_clones_and_other_snapshots_need() {
     let store = TempStore::new("del");
     let src = store.vol("src");

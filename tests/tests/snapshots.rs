@@ -108,7 +108,8 @@ fn restored_disk_writer_ends_with_the_same_disk_as_the_original() {
     let store = scratch.path("snapshots");
     let volume = scratch.path("store/volumes/data");
     volume_tool(&["create", volume.to_str().expect("utf-8"), "--size", "16M"]);
-    let args = "workload=blk-rounds seed=31 blk.sector=2048 blk.sectors=512 blk.rounds=8";
+    // Long enough that the snapshot lands mid-run, whatever the machine's speed.
+    let args = "workload=blk-rounds seed=31 blk.sector=2048 blk.sectors=512 blk.rounds=400";
     let mut vm = start(
         &scratch,
         args,
@@ -126,7 +127,7 @@ fn restored_disk_writer_ends_with_the_same_disk_as_the_original() {
     assert!(ok, "{stderr}");
     let restored = std::fs::read_to_string(&vm.serial_log).expect("restored serial");
     assert!(
-        restored.contains("blk-rounds: round=7 done"),
+        restored.contains("blk-rounds: round=399 done"),
         "{restored}\n{stderr}"
     );
     assert!(

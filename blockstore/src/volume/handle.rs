@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::chunk_map::ChunkMap;
 use super::error::VolumeError;
+use super::fsutil::remove_if_exists;
 use super::head::HeadLayer;
 use super::layer_file::LayerFile;
 use super::lock::WriterLock;
@@ -90,6 +91,9 @@ pub struct Volume {
     pub(crate) _lock: Option<WriterLock>,
     pub(crate) verify_reads: bool,
     pub(crate) scratch: Vec<u8>,
+    /// A layer made ahead of time for the next snapshot's head (see
+    /// [`Volume::prepare_snapshot`]); removed if the handle closes without using it.
+    pub(crate) spare: Option<LayerFile>,
 }
 
 const _: () = {
@@ -193,6 +197,12 @@ impl Volume {
 
 impl Drop for Volume {
     fn drop(&mut self) {
+        if let Some(spare) = self.spare.take() {
+            let id = spare.id.clone();
+            drop(spare);
+            let _ = remove_if_exists(&self.paths.layer_index(&id));
+            let _ = remove_if_exists(&self.paths.layer_data(&id));
+        }
         if let Some(head) = self.head.as_mut() {
             if let Err(e) = head.flush(&self.paths) {
                 log::error!("closing volume: flush failed: {e}");

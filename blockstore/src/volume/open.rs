@@ -99,6 +99,7 @@ impl Volume {
             _lock: Some(lock),
             verify_reads: true,
             scratch: Vec::new(),
+            spare: None,
         })
     }
 
@@ -159,6 +160,7 @@ impl Volume {
             _lock: Some(lock),
             verify_reads: true,
             scratch: Vec::new(),
+            spare: None,
         })
     }
 
@@ -209,6 +211,7 @@ impl Volume {
                         _lock: None,
                         verify_reads: true,
                         scratch: Vec::new(),
+                        spare: None,
                     })
                 }
                 Err(e) => {

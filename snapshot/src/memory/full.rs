@@ -441,6 +441,14 @@ impl FullWriter {
         )
     }
 
+    /// Writes what has been written so far to disk (the image is not complete yet).
+    pub fn sync_data(&self) -> Result<()> {
+        self.out
+            .file()
+            .sync_data()
+            .map_err(|e| SnapshotError::io(self.out.tmp_path(), "fdatasync", e))
+    }
+
     /// Replaces page `page` of region `index` with `data` (one page): written when non-zero,
     /// made a hole when zero. The page's block checksum is stale until [`Self::rehash_block`].
     pub fn patch_page(&mut self, index: usize, page: u64, data: &[u8]) -> Result<()> {

@@ -37,6 +37,12 @@ impl PrecopiedImage {
         self.writer.write_all(sources)
     }
 
+    /// Writes the data copied so far to disk, so that the file system has nothing of it left
+    /// to write when the guest is paused (where another file's flush could wait for it).
+    pub fn sync_data(&self) -> Result<()> {
+        self.writer.sync_data()
+    }
+
     /// Replaces the pages `dirty` marks with their contents in `sources` (laid out like
     /// guest memory; only the marked pages are read) and re-checksums the blocks they fall in.
     pub fn patch(&mut self, dirty: &DirtyBitmap, sources: &[&[u8]]) -> Result<()> {

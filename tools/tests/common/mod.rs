@@ -249,6 +249,7 @@ impl VmmControl for Mock {
             id,
             dir,
             pause_us: 1500,
+            stop_us: 40,
             memory_bytes: 1 << 20,
         })
     }

@@ -350,10 +350,11 @@ impl VmmControl for Vmm {
         }
         let created = result.map_err(|e| ApiError::bad_request(e.to_string()))?;
         log::info!(
-            "snapshot {} taken in {} (guest paused {} us)",
+            "snapshot {} taken in {} (guest paused {} us, stopping it took {} us)",
             created.id,
             created.dir,
-            created.pause_us
+            created.pause_us,
+            created.stop_us
         );
         Ok(created)
     }

@@ -59,8 +59,12 @@ pub struct SnapshotCreated {
     pub id: String,
     /// Its directory.
     pub dir: String,
-    /// How long the guest was paused, in microseconds.
+    /// How long the guest was stopped, in microseconds: from every vCPU having left guest
+    /// mode to all of them running again.
     pub pause_us: u64,
+    /// How long stopping the vCPUs took, in microseconds (until each left guest mode the
+    /// guest ran, or waited halted).
+    pub stop_us: u64,
     /// Bytes of guest memory data stored (zero pages are holes).
     pub memory_bytes: u64,
 }
@@ -218,6 +222,7 @@ pub fn create(
             vm.dirty_logging = true;
             let mut image = pending.begin_precopied_memory(&layout).map_err(e)?;
             image.copy_live(&sources).map_err(e)?;
+            image.sync_data().map_err(e)?;
             precopied = Some(image);
             // A second round, still running, stages what the guest wrote during the first:
             // the pause then only copies what it writes during this shorter one.
@@ -227,11 +232,30 @@ pub fn create(
         }
     };
     phases.mark("pre-copy");
+    // Volumes flush and make their next head layer now, so the pause only seals them.
+    for d in &vm.drives {
+        if let Some(volume) = &d.volume {
+            lock(volume).prepare_snapshot().map_err(e)?;
+        }
+    }
+    phases.mark("prepare volumes");
 
-    // The guest-visible pause starts with the request to stop the vCPUs.
+    let stopping = Instant::now();
+    let stopped = |vm: &RunningVm| {
+        vm.control.exit_reason().map(|reason| {
+            CreateError(format!(
+                "the VM stopped while the snapshot was being taken ({reason})"
+            ))
+        })
+    };
+    pause(vm).map_err(|err| stopped(vm).unwrap_or(err))?;
+    // Only a vCPU stops the VM (a reset, a fault), and none runs now: this check is final.
+    if let Some(err) = stopped(vm) {
+        return Err(err);
+    }
+    let stop_us = stopping.elapsed().as_micros() as u64;
     let started = Instant::now();
-    pause(vm)?;
-    phases.mark("pause");
+    phases.mark("stop vcpus");
     let frozen = events.freeze().map_err(e)?;
     let mut writer = StateWriter::new();
     let replies = vm
@@ -305,6 +329,7 @@ pub fn create(
         id: manifest.id,
         dir: store.dir(id).display().to_string(),
         pause_us,
+        stop_us,
         memory_bytes: stats.data_bytes,
     })
 }

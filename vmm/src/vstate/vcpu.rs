@@ -121,6 +121,10 @@ impl VcpuControl {
     /// acknowledges it. Returns false on timeout.
     fn set_and_wait(&self, wanted: Wanted, kick: impl Fn()) -> bool {
         let mut s = self.lock();
+        if s.wanted == Wanted::Stop && wanted != Wanted::Stop {
+            // The VM is stopping (e.g. the guest reset it): nothing may override that.
+            return false;
+        }
         s.wanted = wanted;
         self.changed.notify_all();
         drop(s);
@@ -455,5 +459,20 @@ impl devices::interrupt::InterruptLine for ResetLine {
     fn trigger(&self) -> std::io::Result<()> {
         self.0.request_stop(ExitReason::GuestReset);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_requested_by_the_guest_is_not_overridden_by_pause_or_resume() {
+        let control = VcpuControl::new(1).expect("eventfd");
+        control.request_stop(ExitReason::Stopped);
+        assert!(!pause_all(&control, &[]));
+        assert!(!resume_all(&control));
+        assert_eq!(control.lock().wanted, Wanted::Stop);
+        assert_eq!(control.exit_reason(), Some(ExitReason::Stopped));
     }
 }

@@ -330,6 +330,7 @@ impl VmmControl for MockControl {
             id,
             dir,
             pause_us: 1500,
+            stop_us: 40,
             memory_bytes: 1 << 20,
         })
     }

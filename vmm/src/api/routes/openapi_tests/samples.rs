@@ -161,6 +161,7 @@ pub(super) fn checks() -> Vec<SchemaCheck> {
                 id: "before-upgrade".into(),
                 dir: "/var/lib/reprise/snapshots/before-upgrade".into(),
                 pause_us: 1500,
+                stop_us: 40,
                 memory_bytes: 1 << 24,
             }),
             accepts: accepts::<crate::api::SnapshotCreated>,
