@@ -103,6 +103,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             socket_path: net.socket.as_deref().map(absolute).transpose()?,
             peer_socket_path: net.peer.as_deref().map(absolute).transpose()?,
             guest_mac: net.mac,
+            detached: false,
         })?),
         Command::Serial { output, input } => {
             Ok(client.put_serial(&SerialConfig { output, input })?)

@@ -137,6 +137,7 @@ fn configure_start_pause_resume_stop() {
             socket_path: None,
             peer_socket_path: None,
             guest_mac: Some("02:00:00:00:00:07".into()),
+            detached: false,
         })
     );
     assert!(matches!(&calls[4], Call::Net(n) if n.socket_path == Some(cwd.join("a.sock"))));

@@ -234,6 +234,7 @@ pub fn snapshots_text(drive_id: &str, snapshots: &[DriveSnapshot]) -> String {
 
 fn net_line(net: &NetConfig) -> String {
     let backend = match (&net.host_dev_name, &net.socket_path, &net.peer_socket_path) {
+        _ if net.detached => "detached (no backend)".to_string(),
         (Some(tap), _, _) => format!("TAP {tap}"),
         (None, Some(local), Some(peer)) => {
             format!("datagram socket {} <-> {}", path(local), path(peer))
@@ -314,6 +315,7 @@ mod tests {
                 socket_path: None,
                 peer_socket_path: None,
                 guest_mac: Some("02:00:00:00:00:01".into()),
+                detached: false,
             }],
             serial: Default::default(),
         };

@@ -2,7 +2,8 @@
 //!
 //! Freeze order: pause every vCPU (each completes the exit it was handling), park the device
 //! event loop (no device touches guest memory or its queues), then save: each vCPU's KVM
-//! state (on its own thread), the VM's in-kernel devices, the device models, a block-store
+//! state (on its own thread), the VM's in-kernel devices, the device models (network devices
+//! first take the frames waiting at their backends, so those are saved too), a block-store
 //! snapshot of every volume, and guest memory. Then release the event loop and resume.
 
 use std::path::Path;
@@ -155,6 +156,10 @@ pub fn create(
     writer
         .put(sections::VM, &VmState::save(vm.vm.fd()).map_err(e)?)
         .map_err(e)?;
+    let absorbed = devices_state::absorb_net_backlogs(&vm.virtio);
+    if absorbed > 0 {
+        log::debug!("snapshot {id}: {absorbed} received frame(s) taken from network backends");
+    }
     writer
         .put(
             sections::DEVICES,

@@ -50,25 +50,6 @@ fn clone_volume(volume: &Path, snapshot: &str, vm_id: &str) -> Result<PathBuf, S
     Err(format!("no free name for a clone of {}", volume.display()))
 }
 
-fn net_backend(
-    config: &VmConfig,
-    id: &str,
-) -> Result<Box<dyn devices::backends::NetBackend>, String> {
-    use devices::backends::{Tap, UnixDgram};
-    let net = config
-        .nets
-        .iter()
-        .find(|n| n.iface_id == id)
-        .ok_or_else(|| format!("no network interface `{id}` in the configuration"))?;
-    match (&net.host_dev_name, &net.socket_path, &net.peer_socket_path) {
-        (Some(tap), _, _) => Ok(Box::new(Tap::open(tap).map_err(|e| e.to_string())?)),
-        (None, Some(local), Some(peer)) => Ok(Box::new(
-            UnixDgram::bind(local, peer).map_err(|e| e.to_string())?,
-        )),
-        _ => Err(format!("network interface `{id}` has no backend")),
-    }
-}
-
 /// What a restored VM changes from the saved configuration (e.g. for clones that run side by
 /// side: their own console).
 #[derive(Debug, Clone, Default)]
@@ -199,9 +180,23 @@ pub fn restore(
                 });
             }
             VirtioDeviceState::Net { id, state } => {
-                let backend = net_backend(&config, id).map_err(fail)?;
+                let net_config =
+                    config
+                        .nets
+                        .iter()
+                        .find(|n| &n.iface_id == id)
+                        .ok_or_else(|| {
+                            fail(format!("no network interface `{id}` in the configuration"))
+                        })?;
+                let backend = crate::virtio_setup::open_net_backend(net_config)
+                    .map_err(|e| fail(format!("network interface `{id}`: {e}")))?;
+                let mac = match &net_config.guest_mac {
+                    Some(m) => Some(crate::config::parse_mac(m).map_err(|e| fail(e.0))?),
+                    None => None,
+                };
                 let net = Arc::new(Mutex::new(
-                    Net::restore(NetArgs { backend }, state).map_err(|e| fail(e.to_string()))?,
+                    Net::restore(NetArgs { backend, mac }, state)
+                        .map_err(|e| fail(e.to_string()))?,
                 ));
                 dm.wire_virtio(
                     &vm,

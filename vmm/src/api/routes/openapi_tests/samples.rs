@@ -100,6 +100,7 @@ pub(super) fn checks() -> Vec<SchemaCheck> {
         socket_path: Some(PathBuf::from("/run/a.sock")),
         peer_socket_path: Some(PathBuf::from("/run/b.sock")),
         guest_mac: Some("02:00:00:00:00:01".into()),
+        detached: true,
     };
     let serial = SerialConfig {
         output: Some("stdout".into()),
