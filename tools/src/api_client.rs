@@ -17,7 +17,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use vmm::api::routes::{ActionType, InstanceAction, VmStateChange, VmStatePatch};
-use vmm::api::{DriveSnapshot, DriveStatus, InstanceInfo};
+use vmm::api::{
+    DriveSnapshot, DriveStatus, InstanceInfo, SnapshotInfo, SnapshotList, SnapshotLoad,
+};
 use vmm::config::{
     BootSource, DriveConfig, DrivePatch, MachineConfig, NetConfig, SerialConfig, VmConfig,
 };
@@ -334,6 +336,40 @@ impl Client {
     pub fn set_vm_state(&self, state: VmStateChange) -> Result<(), ClientError> {
         self.send("PATCH", "/vm", &VmStatePatch { state })
     }
+
+    /// `PUT /snapshot/load`.
+    pub fn load_snapshot(&self, load: &SnapshotLoad) -> Result<(), ClientError> {
+        self.send("PUT", "/snapshot/load", load)
+    }
+
+    /// `GET /snapshots?snapshot_dir=STORE`.
+    pub fn list_snapshots(&self, store: &Path) -> Result<SnapshotList, ClientError> {
+        self.get(&store_snapshots_path(store, None), "list of snapshots")
+    }
+
+    /// `GET /snapshots/{id}?snapshot_dir=STORE`.
+    pub fn snapshot_info(&self, store: &Path, id: &str) -> Result<SnapshotInfo, ClientError> {
+        self.get(&store_snapshots_path(store, Some(id)), "snapshot")
+    }
+
+    /// `DELETE /snapshots/{id}?snapshot_dir=STORE`.
+    pub fn delete_snapshot(&self, store: &Path, id: &str) -> Result<(), ClientError> {
+        self.call("DELETE", &store_snapshots_path(store, Some(id)), None)
+            .map(drop)
+    }
+}
+
+/// `/snapshots[/{id}]?snapshot_dir=STORE`, encoded.
+pub fn store_snapshots_path(store: &Path, id: Option<&str>) -> String {
+    let mut path = "/snapshots".to_string();
+    if let Some(id) = id {
+        path.push('/');
+        path.push_str(&encode_path_segment(id));
+    }
+    format!(
+        "{path}?snapshot_dir={}",
+        encode_path_segment(&store.to_string_lossy())
+    )
 }
 
 /// Decodes the body of a successful response as a `T`, described as `what` in errors.
@@ -406,6 +442,18 @@ mod tests {
         assert_eq!(drive_path("root"), "/drives/root");
         assert_eq!(drive_path("a/b"), "/drives/a%2Fb");
         assert_eq!(snapshot_path("a b", "v1.0"), "/drives/a%20b/snapshots/v1.0");
+    }
+
+    #[test]
+    fn store_paths_are_encoded() {
+        assert_eq!(
+            store_snapshots_path(Path::new("/var/snaps"), None),
+            "/snapshots?snapshot_dir=%2Fvar%2Fsnaps"
+        );
+        assert_eq!(
+            store_snapshots_path(Path::new("/a b+c"), Some("s.1")),
+            "/snapshots/s.1?snapshot_dir=%2Fa%20b%2Bc"
+        );
     }
 
     #[test]

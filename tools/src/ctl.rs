@@ -15,11 +15,13 @@ mod show;
 
 pub use args::{
     parse_byte_rate, parse_disk_size, parse_ops_rate, parse_size, Cli, Command, DriveAdd,
-    DriveCommand, DriveLimits, DriveResize, LimitArgs, NetAdd, NetCommand, Rate, SOCK_ENV,
+    DriveCommand, DriveLimits, DriveResize, LimitArgs, NetAdd, NetCommand, Rate, SnapshotCommand,
+    SnapshotLoadArgs, StoreArgs, SOCK_ENV,
 };
 pub use show::{
-    bytes_text, config_summary, drive_status_text, limits_text, snapshot_line, snapshots_text,
-    state_name, status_line, utc_time,
+    approx_bytes_text, bytes_text, config_summary, drive_status_text, limits_text,
+    snapshot_info_text, snapshot_line, snapshot_list_text, snapshots_text, state_name, status_line,
+    utc_time,
 };
 
 /// Why a `reprisectl` command failed.
@@ -53,13 +55,21 @@ pub enum CtlError {
     /// Output could not be written.
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),
+    /// A snapshot store could not be read or changed.
+    #[error(transparent)]
+    Store(#[from] vmm::snapshots::catalog::CatalogError),
 }
 
 /// Runs `cli`, writing results to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
-    let sock = cli.sock.ok_or(CtlError::NoSocket)?;
-    let client = Client::new(sock);
+    let sock = cli.sock.clone();
+    let client = || sock.clone().map(Client::new).ok_or(CtlError::NoSocket);
+    if let Command::Snapshot(command) = cli.command {
+        return snapshot(client, command, out);
+    }
+    let client = client()?;
     match cli.command {
+        Command::Snapshot(_) => Ok(()),
         Command::Status { json } => {
             if json {
                 print_json(out, &client.call("GET", "/", None)?)
@@ -103,6 +113,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             socket_path: net.socket.as_deref().map(absolute).transpose()?,
             peer_socket_path: net.peer.as_deref().map(absolute).transpose()?,
             guest_mac: net.mac,
+            detached: false,
         })?),
         Command::Serial { output, input } => {
             Ok(client.put_serial(&SerialConfig { output, input })?)
@@ -184,6 +195,75 @@ fn drive(client: &Client, command: DriveCommand, out: &mut dyn Write) -> Result<
             } else {
                 print_line(out, &snapshots_text(&id, &client.drive_snapshots(&id)?))
             }
+        }
+    }
+}
+
+/// Runs a `snapshot` subcommand: on the store directly, or through the VMM's API (`--api`,
+/// and always for `load`). `client` gives the API client (or fails without a socket).
+fn snapshot(
+    client: impl Fn() -> Result<Client, CtlError>,
+    command: SnapshotCommand,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    use vmm::snapshots::catalog;
+    match command {
+        SnapshotCommand::List { store, json } => {
+            let dir = absolute(&store.dir)?;
+            let list = if store.api {
+                client()?.list_snapshots(&dir)?
+            } else {
+                catalog::list(&dir)?
+            };
+            if json {
+                print_json(out, &serde_json::to_value(&list).ok())
+            } else {
+                print_line(out, &snapshot_list_text(&dir, &list))
+            }
+        }
+        SnapshotCommand::Show { store, id, json } => {
+            let dir = absolute(&store.dir)?;
+            let info = if store.api {
+                client()?.snapshot_info(&dir, &id)?
+            } else {
+                catalog::info(&dir, &id)?
+            };
+            if json {
+                print_json(out, &serde_json::to_value(&info).ok())
+            } else {
+                print_line(out, &snapshot_info_text(&info))
+            }
+        }
+        SnapshotCommand::Delete { store, id } => {
+            let dir = absolute(&store.dir)?;
+            if store.api {
+                client()?.delete_snapshot(&dir, &id)?;
+            } else {
+                catalog::delete(&dir, &id)?;
+            }
+            print_line(
+                out,
+                &format!("deleted snapshot {id} from {}", dir.display()),
+            )
+        }
+        SnapshotCommand::Load(load) => {
+            let nets = load
+                .nets
+                .into_iter()
+                .map(|mut n| {
+                    n.socket_path = n.socket_path.as_deref().map(absolute).transpose()?;
+                    n.peer_socket_path = n.peer_socket_path.as_deref().map(absolute).transpose()?;
+                    Ok(n)
+                })
+                .collect::<Result<Vec<_>, CtlError>>()?;
+            Ok(client()?.load_snapshot(&vmm::api::SnapshotLoad {
+                snapshot_path: absolute(&load.path)?,
+                vm_id: load.vm_id,
+                serial_output: load.serial_output,
+                serial_input: load.serial_input,
+                network_overrides: nets,
+                resume: !load.paused,
+            })?)
         }
     }
 }

@@ -137,6 +137,7 @@ fn configure_start_pause_resume_stop() {
             socket_path: None,
             peer_socket_path: None,
             guest_mac: Some("02:00:00:00:00:07".into()),
+            detached: false,
         })
     );
     assert!(matches!(&calls[4], Call::Net(n) if n.socket_path == Some(cwd.join("a.sock"))));
@@ -573,4 +574,179 @@ fn drive_snapshots() {
         assert!(message.contains("snapshot name"), "{name:?}: {message}");
     }
     assert_eq!(fixture.mock.calls().len(), calls, "nothing was sent");
+}
+
+/// Writes snapshot `id` into `store` (a diff of `parent` if given), holding one page of data.
+fn write_vm_snapshot(store: &Path, id: &str, parent: Option<&str>, created: u64) {
+    use snapshot::{DirtyBitmap, MemoryLayout, NewSnapshot, SnapshotStore, StateWriter};
+    let store = SnapshotStore::open(store).unwrap();
+    let layout = MemoryLayout::new(&[(0, 1 << 20)]).unwrap();
+    let mut memory = vec![0u8; 1 << 20];
+    memory[4096..8192].fill(0x5a);
+    let config = serde_json::to_value(vmm::config::VmConfig::default()).unwrap();
+    let new = NewSnapshot {
+        id: id.into(),
+        created,
+        vm_config: config,
+        volumes: vec![],
+    };
+    let mut pending = store.begin(new).unwrap();
+    pending.write_state(&StateWriter::new()).unwrap();
+    match parent {
+        None => {
+            pending.write_full_memory(&layout, &[&memory]).unwrap();
+        }
+        Some(p) => {
+            let mut dirty = DirtyBitmap::new(&layout);
+            dirty.set(0, 1).unwrap();
+            pending
+                .write_diff_memory(p, &layout, &dirty, &[&memory])
+                .unwrap();
+        }
+    }
+    pending.commit().unwrap();
+}
+
+#[test]
+fn vm_snapshots_offline_and_through_the_api() {
+    let fixture = Fixture::new();
+    let store = fixture.dir.0.join("snaps");
+    let dir = store.to_str().unwrap();
+    // No store yet: offline and API answers alike, and nothing is created.
+    let message = fails(&fixture, 1, &["snapshot", "list", "--dir", dir]);
+    assert!(message.contains("no snapshot store"), "{message}");
+    let message = fails(&fixture, 1, &["snapshot", "list", "--dir", dir, "--api"]);
+    assert!(
+        message.contains("no snapshot store") && message.contains("HTTP 404"),
+        "{message}"
+    );
+    assert!(!store.exists());
+
+    write_vm_snapshot(&store, "base", None, 1_700_000_000_000);
+    write_vm_snapshot(&store, "d1", Some("base"), 1_700_000_001_000);
+    std::fs::create_dir(store.join("cut.tmp")).unwrap();
+    let text = "base: full, taken 2023-11-14T22:13:20Z, 4.0 KiB of memory, no volumes\n\
+                d1: diff of base, taken 2023-11-14T22:13:21Z, 4.0 KiB of memory, no volumes\n\
+                ignored cut.tmp: a half-written snapshot (its writer stopped before it was \
+                complete) (safe to remove)\n";
+    // Offline needs no socket at all.
+    let offline = reprisectl(None, &["snapshot", "list", "--dir", dir]);
+    assert!(offline.status.success(), "{}", stderr(&offline));
+    assert_eq!(stdout(&offline), text);
+    assert_eq!(
+        ok(&fixture, &["snapshot", "list", "--dir", dir, "--api"]),
+        text
+    );
+    let json_offline: Value =
+        serde_json::from_str(&ok(&fixture, &["snapshot", "list", "--dir", dir, "--json"])).unwrap();
+    let json_api: Value = serde_json::from_str(&ok(
+        &fixture,
+        &["snapshot", "list", "--dir", dir, "--json", "--api"],
+    ))
+    .unwrap();
+    assert_eq!(json_offline, json_api);
+    assert_eq!(json_api["snapshots"][1]["parent"], json!("base"));
+    assert_eq!(json_api["ignored"][0]["partial"], json!(true));
+
+    let shown = ok(&fixture, &["snapshot", "show", "--dir", dir, "d1", "--api"]);
+    assert!(shown.contains("chain: base -> d1"), "{shown}");
+    assert!(shown.contains("dependents: none"), "{shown}");
+    let shown: Value = serde_json::from_str(&ok(
+        &fixture,
+        &["snapshot", "show", "--dir", dir, "base", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(shown["dependents"], json!(["d1"]));
+    assert_eq!(shown["manifest"]["kind"], json!("full"));
+
+    // A parent is refused while its diff exists, through either path.
+    let message = fails(&fixture, 1, &["snapshot", "delete", "--dir", dir, "base"]);
+    assert!(message.contains("d1"), "{message}");
+    let message = fails(
+        &fixture,
+        1,
+        &["snapshot", "delete", "--dir", dir, "base", "--api"],
+    );
+    assert!(
+        message.contains("d1") && message.contains("HTTP 409"),
+        "{message}"
+    );
+    assert_eq!(
+        ok(
+            &fixture,
+            &["snapshot", "delete", "--dir", dir, "d1", "--api"]
+        ),
+        format!("deleted snapshot d1 from {dir}\n")
+    );
+    ok(&fixture, &["snapshot", "delete", "--dir", dir, "base"]);
+    let message = fails(
+        &fixture,
+        1,
+        &["snapshot", "delete", "--dir", dir, "base", "--api"],
+    );
+    assert!(message.contains("HTTP 404"), "{message}");
+    let message = fails(&fixture, 1, &["snapshot", "show", "--dir", dir, "../x"]);
+    assert!(message.contains("invalid snapshot id"), "{message}");
+    assert_eq!(
+        ok(&fixture, &["snapshot", "list", "--dir", dir]),
+        format!(
+            "no snapshots in {dir}\nignored cut.tmp: a half-written snapshot (its writer stopped \
+             before it was complete) (safe to remove)\n"
+        )
+    );
+    // --api without a socket is a clear error.
+    let output = reprisectl(None, &["snapshot", "list", "--dir", dir, "--api"]);
+    assert!(
+        stderr(&output).contains("no API socket"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn load_a_snapshot_through_the_api() {
+    let fixture = Fixture::new();
+    ok(
+        &fixture,
+        &[
+            "snapshot",
+            "load",
+            "snaps/base",
+            "--paused",
+            "--vm-id",
+            "clone1",
+            "--net",
+            "net0=dgram:clone.sock:/run/peer.sock,mac=02:00:00:00:00:09",
+            "--net",
+            "net1=detach",
+        ],
+    );
+    let cwd = std::env::current_dir().unwrap();
+    let Some(Call::LoadSnapshot(load)) = fixture.mock.calls().pop() else {
+        panic!("no load");
+    };
+    assert_eq!(load.snapshot_path, cwd.join("snaps/base"));
+    assert!(!load.resume);
+    assert_eq!(load.vm_id.as_deref(), Some("clone1"));
+    assert_eq!(
+        load.network_overrides[0].socket_path,
+        Some(cwd.join("clone.sock"))
+    );
+    assert_eq!(
+        load.network_overrides[0].guest_mac.as_deref(),
+        Some("02:00:00:00:00:09")
+    );
+    assert!(load.network_overrides[1].detach);
+    assert_eq!(
+        ok(&fixture, &["status"]),
+        "test-vm: Paused [reprise 9.9.9]\n"
+    );
+    let message = fails(&fixture, 1, &["snapshot", "load", "/snaps/base"]);
+    assert!(message.contains("HTTP 409"), "{message}");
+    let message = fails(
+        &fixture,
+        2,
+        &["snapshot", "load", "/s", "--net", "net0=bridge:x"],
+    );
+    assert!(message.contains("unknown backend"), "{message}");
 }

@@ -98,7 +98,7 @@ pub struct DrivePatch {
     pub limits: Option<Limits>,
 }
 
-/// `PUT /network-interfaces/{iface_id}`. Exactly one backend must be given.
+/// `PUT /network-interfaces/{iface_id}`. Exactly one backend must be given, or `detached`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetConfig {
@@ -117,6 +117,10 @@ pub struct NetConfig {
     /// Guest MAC address, `aa:bb:cc:dd:ee:ff`.
     #[serde(default)]
     pub guest_mac: Option<String>,
+    /// No host backend: the guest has the interface, but the frames it sends are dropped
+    /// and it receives nothing (a clone restored with its interface detached).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub detached: bool,
 }
 
 /// Where the serial console's output goes and where its input comes from.
@@ -303,9 +307,29 @@ impl DrivePatch {
 }
 
 impl NetConfig {
-    /// Checks the id, that exactly one backend is given, and the MAC.
+    /// Checks the id, that exactly one backend is given (or `detached`), and the MAC.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_id("iface_id", &self.iface_id)?;
+        if self.detached {
+            if self.host_dev_name.is_some()
+                || self.socket_path.is_some()
+                || self.peer_socket_path.is_some()
+            {
+                return err(
+                    "a detached interface has no backend: drop host_dev_name, socket_path and \
+                     peer_socket_path, or detached",
+                );
+            }
+        } else {
+            self.validate_backend()?;
+        }
+        if let Some(mac) = &self.guest_mac {
+            parse_mac(mac)?;
+        }
+        Ok(())
+    }
+
+    fn validate_backend(&self) -> Result<(), ConfigError> {
         match (
             &self.host_dev_name,
             &self.socket_path,
@@ -321,16 +345,16 @@ impl NetConfig {
                 return err("the datagram backend needs both socket_path and peer_socket_path")
             }
             (None, None, None) => {
-                return err("give a backend: host_dev_name (TAP) or socket_path + peer_socket_path")
+                return err(
+                    "give a backend: host_dev_name (TAP) or socket_path + peer_socket_path, \
+                     or detached",
+                )
             }
             _ => {
                 return err(
                     "give only one backend: host_dev_name or socket_path + peer_socket_path",
                 )
             }
-        }
-        if let Some(mac) = &self.guest_mac {
-            parse_mac(mac)?;
         }
         Ok(())
     }
@@ -404,8 +428,19 @@ mod tests {
             socket_path: None,
             peer_socket_path: None,
             guest_mac: None,
+            detached: false,
         };
         assert!(n.validate().unwrap_err().0.contains("backend"));
+        let detached = NetConfig {
+            detached: true,
+            ..n.clone()
+        };
+        assert!(detached.validate().is_ok());
+        let both = NetConfig {
+            host_dev_name: Some("tap0".into()),
+            ..detached
+        };
+        assert!(both.validate().unwrap_err().0.contains("detached"));
         assert!(VmConfig::default()
             .validate()
             .unwrap_err()

@@ -32,12 +32,21 @@ struct Args {
     /// With --restore: serial input instead of the saved one (socket:PATH).
     #[arg(long, requires = "restore")]
     serial_input: Option<String>,
+    /// With --restore: attach a network interface to something other than what was saved
+    /// (repeatable): IFACE=detach (no backend: sent frames are dropped, nothing arrives),
+    /// IFACE=tap:NAME[,mac=MAC] or IFACE=dgram:LOCAL_PATH:PEER_PATH[,mac=MAC].
+    #[arg(long = "net", value_name = "IFACE=SPEC", requires = "restore", value_parser = parse_net)]
+    nets: Vec<vmm::snapshots::net_overrides::NetOverride>,
     /// Instance identifier reported by `GET /`.
     #[arg(long, default_value = "reprise")]
     id: String,
     /// Log level: error, warn, info, debug, trace (RUST_LOG overrides).
     #[arg(long, default_value = "info")]
     log_level: String,
+}
+
+fn parse_net(spec: &str) -> Result<vmm::snapshots::net_overrides::NetOverride, String> {
+    vmm::snapshots::net_overrides::NetOverride::parse(spec)
 }
 
 fn load_config(path: &PathBuf) -> Result<VmConfig, String> {
@@ -79,10 +88,13 @@ fn run(args: Args) -> Result<ExitCode, String> {
         let options = vmm::snapshots::restore::RestoreOptions {
             serial_output: args.serial_output.clone(),
             serial_input: args.serial_input.clone(),
+            nets: args.nets.clone(),
+            paused: false,
         };
         let (config, running) =
             vmm::snapshots::restore::restore(dir, &vm_id, &options).map_err(|e| e.to_string())?;
-        vmm.start_restored(config, running).map_err(|e| e.message)?;
+        vmm.start_restored(config, running, false)
+            .map_err(|e| e.message)?;
     }
     let outcome = supervisor::run(&vmm, &term, api.is_none());
     if let Some(api) = api {

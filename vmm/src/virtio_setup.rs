@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use devices::backends::{NetBackend, Tap, UnixDgram};
+use devices::backends::{NetBackend, NullNet, Tap, UnixDgram};
 use devices::virtio::{Block, Net};
 use devices::GuestMemory;
 
@@ -46,16 +46,25 @@ fn block_device(drive: &DriveConfig) -> Result<DriveHandle, VirtioSetupError> {
     })
 }
 
+/// Opens the backend `net` names: a TAP device, a datagram socket pair, or (detached)
+/// nothing.
+pub(crate) fn open_net_backend(net: &NetConfig) -> Result<Box<dyn NetBackend>, String> {
+    if net.detached {
+        return Ok(Box::new(NullNet::new().map_err(|e| {
+            format!("cannot create the detached backend: {e}")
+        })?));
+    }
+    match (&net.host_dev_name, &net.socket_path, &net.peer_socket_path) {
+        (Some(tap), _, _) => Ok(Box::new(Tap::open(tap).map_err(|e| e.to_string())?)),
+        (None, Some(local), Some(peer)) => Ok(Box::new(
+            UnixDgram::bind(local, peer).map_err(|e| e.to_string())?,
+        )),
+        _ => Err("no network backend configured".into()),
+    }
+}
+
 fn net_device(net: &NetConfig) -> Result<Net, VirtioSetupError> {
-    let err = backend_err(&net.iface_id);
-    let backend: Box<dyn NetBackend> =
-        match (&net.host_dev_name, &net.socket_path, &net.peer_socket_path) {
-            (Some(tap), _, _) => Box::new(Tap::open(tap).map_err(|e| err(e.to_string()))?),
-            (None, Some(local), Some(peer)) => {
-                Box::new(UnixDgram::bind(local, peer).map_err(|e| err(e.to_string()))?)
-            }
-            _ => return Err(err("no network backend configured".into())),
-        };
+    let backend = open_net_backend(net).map_err(backend_err(&net.iface_id))?;
     let mac = match &net.guest_mac {
         Some(m) => Some(parse_mac(m).map_err(|e| backend_err(&net.iface_id)(e.0))?),
         None => None,

@@ -5,12 +5,14 @@
 
 pub mod block;
 pub mod net;
+pub mod null;
 pub mod raw_file;
 pub mod tap;
 pub mod unix_dgram;
 
 pub use block::{BlockBackend, IoDirection};
 pub use net::NetBackend;
+pub use null::NullNet;
 pub use raw_file::{RawFile, RawFileError, RawFileOptions};
 pub use tap::{Tap, TapError};
 pub use unix_dgram::{UnixDgram, UnixDgramError};

@@ -59,6 +59,7 @@ fn restore_net_vm(original: &NetVm, mem: &GuestMemory) -> (NetVm, WireHandle) {
         &*original.net.lock().unwrap(),
         NetArgs {
             backend: Box::new(backend),
+            mac: None,
         },
     );
     let net = Arc::new(Mutex::new(net));
@@ -168,6 +169,130 @@ fn pending_rx_frame_and_unsent_tx_frame_cross_the_snapshot_exactly_once() {
     );
 }
 
+/// Adds receive buffer `i` (at `RX_BUF + 4096 * i`) and notifies the device.
+fn post_rx_buffer(vm: &NetVm, rxq: &mut TestQueue, i: u64) {
+    rxq.add_chain(&[(RX_BUF + 4096 * i, 4096, true)]);
+    vm.net.lock().unwrap().queue_events()[RX_QUEUE]
+        .write(1)
+        .unwrap();
+}
+
+#[test]
+fn frames_waiting_at_the_backend_are_taken_into_the_snapshot_and_delivered_once() {
+    let mem = guest_memory();
+    let mut rxq = TestQueue::new(&mem, RXQ_BASE, 16);
+    let txq = TestQueue::new(&mem, TXQ_BASE, 16);
+    let (vm, wire) = net_vm(&mem, &rxq, &txq);
+    let mut manager = event_manager();
+    manager.add_subscriber(vm.net.clone());
+    post_rx_buffer(&vm, &mut rxq, 0);
+    post_rx_buffer(&vm, &mut rxq, 1);
+    run_until_idle(&mut manager);
+
+    // Five frames arrive: two fill the guest's buffers, one waits in the device, and two
+    // are still at the backend when the VMM freezes for a snapshot.
+    let frames: Vec<Vec<u8>> = (0..6)
+        .map(|i| frame(100 + 50 * i, 0x40 + i as u8))
+        .collect();
+    for f in &frames[..3] {
+        wire.push(f.clone());
+    }
+    run_until_idle(&mut manager);
+    for f in &frames[3..5] {
+        wire.push(f.clone());
+    }
+    assert_eq!(rxq.used_idx(), 2);
+    assert_eq!(wire.waiting(), 2);
+    assert_eq!(vm.net.lock().unwrap().absorb_backend_backlog(), 2);
+    assert_eq!(wire.waiting(), 0, "the backend is drained");
+    assert_eq!(vm.net.lock().unwrap().pending_rx_frames(), 3);
+    assert_eq!(vm.net.lock().unwrap().absorb_backend_backlog(), 0);
+
+    // The restored VM, on a new backend, delivers the three waiting frames in order before
+    // one that arrives on its own backend.
+    let mem2 = copy_memory(&mem);
+    let (vm2, wire2) = restore_net_vm(&vm, &mem2);
+    let mut rxq2 = rxq.in_memory(&mem2);
+    assert_eq!(vm2.net.lock().unwrap().pending_rx_frames(), 3);
+    let mut manager2 = event_manager();
+    manager2.add_subscriber(vm2.net.clone());
+    run_until_idle(&mut manager2);
+    assert_eq!(rxq2.used_idx(), 2, "no buffer: nothing more is delivered");
+    wire2.push(frames[5].clone());
+    for i in 2..6 {
+        post_rx_buffer(&vm2, &mut rxq2, i);
+    }
+    run_until_idle(&mut manager2);
+    assert_eq!(rxq2.used_idx(), 6);
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(&received(&mem2, &rxq2, i as u16), f, "frame {i}");
+    }
+    assert_eq!(vm2.net.lock().unwrap().pending_rx_frames(), 0);
+    post_rx_buffer(&vm2, &mut rxq2, 6);
+    run_until_idle(&mut manager2);
+    assert_eq!(rxq2.used_idx(), 6, "nothing is delivered twice");
+
+    // The original keeps the frames it took and delivers them the same way.
+    run_until_idle(&mut manager);
+    wire.push(frames[5].clone());
+    for i in 2..6 {
+        post_rx_buffer(&vm, &mut rxq, i);
+    }
+    run_until_idle(&mut manager);
+    assert_eq!(rxq.used_idx(), 6);
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(&received(&mem, &rxq, i as u16), f, "original, frame {i}");
+    }
+}
+
+#[test]
+fn a_backlog_longer_than_a_receive_batch_is_delivered_whole() {
+    let mem = guest_memory();
+    let mut rxq = TestQueue::new(&mem, RXQ_BASE, 128);
+    let txq = TestQueue::new(&mem, TXQ_BASE, 16);
+    let (vm, wire) = net_vm(&mem, &rxq, &txq);
+    let mut manager = event_manager();
+    manager.add_subscriber(vm.net.clone());
+    run_until_idle(&mut manager);
+    for i in 0..100 {
+        wire.push(frame(60, i as u8));
+    }
+    assert_eq!(vm.net.lock().unwrap().absorb_backend_backlog(), 100);
+    let (vm2, _wire2) = restore_net_vm(&vm, &mem);
+    let mut manager2 = event_manager();
+    manager2.add_subscriber(vm2.net.clone());
+    for i in 0..100 {
+        rxq.add_chain(&[(RX_BUF + 4096 * (i % 32), 4096, true)]);
+    }
+    vm2.net.lock().unwrap().queue_events()[RX_QUEUE]
+        .write(1)
+        .unwrap();
+    run_until_idle(&mut manager2);
+    assert_eq!(rxq.used_idx(), 100);
+    assert_eq!(vm2.net.lock().unwrap().metrics().rx_frames, 100);
+}
+
+#[test]
+fn a_restored_net_device_can_get_a_new_mac() {
+    let mem = guest_memory();
+    let rxq = TestQueue::new(&mem, RXQ_BASE, 16);
+    let txq = TestQueue::new(&mem, TXQ_BASE, 16);
+    let (vm, _wire) = net_vm(&mem, &rxq, &txq);
+    let new_mac = [0x02, 0, 0, 0, 0, 0x99];
+    let net = Net::restore(
+        NetArgs {
+            backend: Box::new(fake_backend().0),
+            mac: Some(new_mac),
+        },
+        &vm.net.lock().unwrap().save(),
+    )
+    .unwrap();
+    let mut mac = [0u8; 6];
+    net.read_config(0, &mut mac);
+    assert_eq!(mac, new_mac);
+    assert_eq!(net.save().mac, Some(new_mac));
+}
+
 #[test]
 fn restored_net_device_keeps_receiving() {
     let mem = guest_memory();
@@ -202,6 +327,7 @@ fn net_refuses_corrupted_states() {
     let good = vm.net.lock().unwrap().save();
     let args = || NetArgs {
         backend: Box::new(fake_backend().0),
+        mac: None,
     };
 
     let mut s = good.clone();
@@ -211,6 +337,18 @@ fn net_refuses_corrupted_states() {
     let mut s = good.clone();
     s.pending_rx_frame = Some(vec![0; crate::virtio::net::MAX_FRAME_LEN + 1]);
     expect_refused::<Net>(args(), &s, "virtio-net", "pending_rx_frame");
+
+    let mut s = good.clone();
+    s.rx_backlog = vec![vec![1; 60], Vec::new()];
+    expect_refused::<Net>(args(), &s, "virtio-net", "rx_backlog[1]");
+
+    let mut s = good.clone();
+    s.rx_backlog = vec![vec![0; 60]; crate::virtio::net::MAX_RX_BACKLOG_FRAMES + 1];
+    expect_refused::<Net>(args(), &s, "virtio-net", "rx_backlog");
+
+    let mut s = good.clone();
+    s.rx_backlog = vec![vec![0; crate::virtio::net::MAX_FRAME_LEN]; 40];
+    expect_refused::<Net>(args(), &s, "virtio-net", "rx_backlog");
 
     let mut s = good.clone();
     s.acked_features |= 1 << 12;

@@ -83,6 +83,10 @@ pub enum Command {
     /// Network interfaces.
     #[command(subcommand)]
     Net(NetCommand),
+    /// VM snapshot stores: list, show and delete snapshots (on the store directly, or
+    /// through the VMM with --api), and load one into a VMM that has no VM yet.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Send any request and print the JSON answer.
     Raw {
         /// HTTP method, e.g. GET, PUT, PATCH.
@@ -354,6 +358,81 @@ pub fn parse_snapshot_name(text: &str) -> Result<String, String> {
     }
 }
 
+/// `snapshot` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// List the snapshots of a store, and what in it is not a usable snapshot.
+    List {
+        /// Where to look.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print the API's JSON instead of one line per snapshot.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a snapshot's manifest, the chain a restore reads, and what depends on it.
+    Show {
+        /// Where to look.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Snapshot id.
+        id: String,
+        /// Print the API's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a snapshot no diff snapshot depends on (its volume snapshots are kept).
+    Delete {
+        /// Where to look.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Snapshot id.
+        id: String,
+    },
+    /// Restore a snapshot into the VMM at --sock, which must have no VM yet
+    /// (PUT /snapshot/load).
+    Load(SnapshotLoadArgs),
+}
+
+/// The store a `snapshot` subcommand looks at.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The snapshot store's directory; a relative path is made absolute.
+    #[arg(long, value_name = "STORE")]
+    pub dir: PathBuf,
+    /// Ask the VMM at --sock instead of reading the store directly.
+    #[arg(long)]
+    pub api: bool,
+}
+
+/// `snapshot load`.
+#[derive(Debug, Args)]
+pub struct SnapshotLoadArgs {
+    /// The snapshot's directory (`STORE/ID`); a relative path is made absolute.
+    pub path: PathBuf,
+    /// Leave the VM paused (resume it with `reprisectl resume`).
+    #[arg(long)]
+    pub paused: bool,
+    /// Name for the restored VM's volume clones (default: the instance id).
+    #[arg(long, value_name = "ID")]
+    pub vm_id: Option<String>,
+    /// Serial output instead of the saved one: stdout, null, file:PATH or socket:PATH.
+    #[arg(long, value_name = "SPEC")]
+    pub serial_output: Option<String>,
+    /// Serial input instead of the saved one: socket:PATH.
+    #[arg(long, value_name = "SPEC")]
+    pub serial_input: Option<String>,
+    /// Attach an interface to something other than what was saved (repeatable):
+    /// IFACE=detach, IFACE=tap:NAME[,mac=MAC] or IFACE=dgram:LOCAL_PATH:PEER_PATH[,mac=MAC].
+    #[arg(long = "net", value_name = "IFACE=SPEC", value_parser = parse_net_override)]
+    pub nets: Vec<vmm::api::NetOverride>,
+}
+
+/// Parses `--net` as `reprise --restore` does.
+pub fn parse_net_override(text: &str) -> Result<vmm::api::NetOverride, String> {
+    vmm::api::NetOverride::parse(text)
+}
+
 /// `net` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum NetCommand {
@@ -389,6 +468,28 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn snapshot_commands() {
+        let parse =
+            |args: &[&str]| Cli::try_parse_from([&["reprisectl", "snapshot"], args].concat());
+        assert!(parse(&["list", "--dir", "/s"]).is_ok());
+        assert!(parse(&["list"]).is_err(), "--dir is required");
+        assert!(parse(&["show", "--dir", "/s", "base", "--json", "--api"]).is_ok());
+        assert!(
+            parse(&["delete", "--dir", "/s"]).is_err(),
+            "an id is required"
+        );
+        let cli = parse(&["load", "/s/base", "--net", "net0=detach", "--paused"]).unwrap();
+        match cli.command {
+            Command::Snapshot(SnapshotCommand::Load(load)) => {
+                assert!(load.paused && load.nets[0].detach);
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = parse(&["load", "/s/base", "--net", "net0=tap:t,mac=zz"]).unwrap_err();
+        assert!(e.to_string().contains("zz"), "{e}");
     }
 
     #[test]

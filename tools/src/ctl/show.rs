@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use serde_json::Value;
-use vmm::api::{DriveSnapshot, DriveStatus, InstanceInfo, VmState};
+use vmm::api::{
+    DriveSnapshot, DriveStatus, InstanceInfo, SnapshotInfo, SnapshotList, SnapshotSummary, VmState,
+};
 use vmm::config::{DriveConfig, NetConfig, VmConfig};
 
 /// The name the API uses for a lifecycle state.
@@ -232,8 +234,100 @@ pub fn snapshots_text(drive_id: &str, snapshots: &[DriveSnapshot]) -> String {
         .join("\n")
 }
 
+/// A byte count to one decimal in the largest binary unit it reaches: `1.5 MiB`, `900 B`.
+pub fn approx_bytes_text(bytes: u64) -> String {
+    const UNITS: [(&str, u32); 4] = [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)];
+    for (unit, shift) in UNITS {
+        if bytes >= 1 << shift {
+            return format!("{:.1} {unit}", bytes as f64 / (1u64 << shift) as f64);
+        }
+    }
+    format!("{bytes} B")
+}
+
+/// `full` or `diff of PARENT`.
+fn kind_text(kind: snapshot::SnapshotKind, parent: Option<&str>) -> String {
+    match kind {
+        snapshot::SnapshotKind::Full => "full".to_string(),
+        snapshot::SnapshotKind::Diff => format!("diff of {}", parent.unwrap_or("?")),
+    }
+}
+
+fn volumes_text(volumes: &[snapshot::VolumeSnapshot]) -> String {
+    if volumes.is_empty() {
+        return "no volumes".to_string();
+    }
+    let list: Vec<String> = volumes
+        .iter()
+        .map(|v| format!("{} ({} of {})", v.drive_id, v.snapshot_name, v.volume_path))
+        .collect();
+    format!("volumes {}", list.join(", "))
+}
+
+/// One line describing a VM snapshot: `ID: KIND, taken TIME, MEMORY of memory, VOLUMES`.
+fn vm_snapshot_line(s: &SnapshotSummary) -> String {
+    format!(
+        "{}: {}, taken {}, {} of memory, {}",
+        s.id,
+        kind_text(s.kind, s.parent.as_deref()),
+        utc_time(s.created / 1000),
+        approx_bytes_text(s.memory_bytes),
+        volumes_text(&s.volumes)
+    )
+}
+
+/// The snapshots of the store at `dir`, one line each, then what the store ignores.
+pub fn snapshot_list_text(dir: &Path, list: &SnapshotList) -> String {
+    let mut lines: Vec<String> = list.snapshots.iter().map(vm_snapshot_line).collect();
+    if lines.is_empty() {
+        lines.push(format!("no snapshots in {}", path(dir)));
+    }
+    for ignored in &list.ignored {
+        lines.push(format!(
+            "ignored {}: {}{}",
+            ignored.name,
+            ignored.reason,
+            if ignored.partial {
+                " (safe to remove)"
+            } else {
+                ""
+            }
+        ));
+    }
+    lines.join("\n")
+}
+
+/// A few lines describing one VM snapshot, its chain and dependents.
+pub fn snapshot_info_text(info: &SnapshotInfo) -> String {
+    let m = &info.manifest;
+    let mut lines = vec![
+        vm_snapshot_line(&SnapshotSummary::from(m)),
+        format!(
+            "memory: {} of data in {} ({} file)",
+            approx_bytes_text(m.memory.data_bytes),
+            m.memory.file,
+            approx_bytes_text(m.memory.file_bytes)
+        ),
+        format!("chain: {}", info.chain.join(" -> ")),
+        format!(
+            "dependents: {}",
+            if info.dependents.is_empty() {
+                "none".to_string()
+            } else {
+                info.dependents.join(", ")
+            }
+        ),
+    ];
+    match serde_json::from_value::<VmConfig>(m.vm_config.clone()) {
+        Ok(config) => lines.extend(config_summary(&config).lines().map(|l| format!("vm {l}"))),
+        Err(e) => lines.push(format!("vm: the saved configuration does not parse: {e}")),
+    }
+    lines.join("\n")
+}
+
 fn net_line(net: &NetConfig) -> String {
     let backend = match (&net.host_dev_name, &net.socket_path, &net.peer_socket_path) {
+        _ if net.detached => "detached (no backend)".to_string(),
         (Some(tap), _, _) => format!("TAP {tap}"),
         (None, Some(local), Some(peer)) => {
             format!("datagram socket {} <-> {}", path(local), path(peer))
@@ -314,6 +408,7 @@ mod tests {
                 socket_path: None,
                 peer_socket_path: None,
                 guest_mac: Some("02:00:00:00:00:01".into()),
+                detached: false,
             }],
             serial: Default::default(),
         };

@@ -47,6 +47,7 @@ pub enum Call {
     Stop,
     Pause,
     Resume,
+    LoadSnapshot(vmm::api::SnapshotLoad),
 }
 
 #[derive(Default)]
@@ -287,6 +288,33 @@ impl VmmControl for Mock {
         let inner = self.lock();
         inner.running_volume(drive_id)?;
         Ok(inner.snapshots.get(drive_id).cloned().unwrap_or_default())
+    }
+
+    fn load_snapshot(&self, request: vmm::api::SnapshotLoad) -> Result<(), ApiError> {
+        let paused = !request.resume;
+        let to = if paused {
+            VmState::Paused
+        } else {
+            VmState::Running
+        };
+        self.transition(Call::LoadSnapshot(request), &[VmState::NotStarted], to)
+    }
+
+    // The store routes use the real store code, on the directory the test names.
+    fn list_snapshots(&self, store: &std::path::Path) -> Result<vmm::api::SnapshotList, ApiError> {
+        Ok(vmm::snapshots::catalog::list(store)?)
+    }
+
+    fn snapshot_info(
+        &self,
+        store: &std::path::Path,
+        id: &str,
+    ) -> Result<vmm::api::SnapshotInfo, ApiError> {
+        Ok(vmm::snapshots::catalog::info(store, id)?)
+    }
+
+    fn delete_snapshot(&self, store: &std::path::Path, id: &str) -> Result<(), ApiError> {
+        Ok(vmm::snapshots::catalog::delete(store, id)?)
     }
 
     fn start(&self) -> Result<(), ApiError> {

@@ -135,7 +135,38 @@ pub enum SnapshotType {
     Diff,
 }
 
+/// Body of `PUT /snapshot/load`: restore a snapshot into this VMM, which must not have a
+/// VM yet (nothing configured, nothing started).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotLoad {
+    /// The snapshot's directory, `<snapshot_dir>/<snapshot_id>`.
+    pub snapshot_path: std::path::PathBuf,
+    /// Names the restored VM's volume clones (`<volume>-<vm_id>-<n>`); the instance id
+    /// when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_id: Option<String>,
+    /// Serial output instead of the saved one (`stdout`, `null`, `file:PATH`, `socket:PATH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_output: Option<String>,
+    /// Serial input instead of the saved one (`socket:PATH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_input: Option<String>,
+    /// Network interfaces to detach or move to another backend (all others as saved).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_overrides: Vec<NetOverride>,
+    /// Run the vCPUs at once (default); `false` leaves the VM paused until `PATCH /vm`.
+    #[serde(default = "default_resume")]
+    pub resume: bool,
+}
+
+fn default_resume() -> bool {
+    true
+}
+
+pub use crate::snapshots::catalog::{IgnoredEntry, SnapshotInfo, SnapshotList, SnapshotSummary};
 pub use crate::snapshots::create::SnapshotCreated;
+pub use crate::snapshots::net_overrides::NetOverride;
 
 /// An error returned to an API client as `{"fault_message": "..."}` with `status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +204,18 @@ impl ApiError {
         ApiError {
             status: 500,
             message: message.into(),
+        }
+    }
+}
+
+impl From<crate::snapshots::catalog::CatalogError> for ApiError {
+    fn from(e: crate::snapshots::catalog::CatalogError) -> Self {
+        use crate::snapshots::catalog::CatalogError;
+        match e {
+            CatalogError::NotFound(m) => ApiError::not_found(m),
+            CatalogError::Conflict(m) => ApiError::conflict(m),
+            CatalogError::Invalid(m) => ApiError::bad_request(m),
+            CatalogError::Failed(m) => ApiError::internal(m),
         }
     }
 }
@@ -216,6 +259,14 @@ pub trait VmmControl: Send + Sync + 'static {
     fn create_snapshot(&self, request: SnapshotCreate) -> Result<SnapshotCreated, ApiError>;
     /// `PUT /snapshot/schedule`: periodic snapshots with retention.
     fn set_snapshot_schedule(&self, schedule: SnapshotSchedule) -> Result<(), ApiError>;
+    /// `PUT /snapshot/load`: restores a snapshot into this VMM, which has no VM yet.
+    fn load_snapshot(&self, request: SnapshotLoad) -> Result<(), ApiError>;
+    /// `GET /snapshots?snapshot_dir=`: the snapshots of a store (any phase).
+    fn list_snapshots(&self, store: &std::path::Path) -> Result<SnapshotList, ApiError>;
+    /// `GET /snapshots/{id}?snapshot_dir=`: one snapshot's manifest and chain (any phase).
+    fn snapshot_info(&self, store: &std::path::Path, id: &str) -> Result<SnapshotInfo, ApiError>;
+    /// `DELETE /snapshots/{id}?snapshot_dir=`: deletes a snapshot no other depends on.
+    fn delete_snapshot(&self, store: &std::path::Path, id: &str) -> Result<(), ApiError>;
     /// `PUT /actions {"action_type": "InstanceStart"}`.
     fn start(&self) -> Result<(), ApiError>;
     /// `PUT /actions {"action_type": "InstanceStop"}`: stops the vCPUs for good.

@@ -11,6 +11,7 @@ use crate::config::{BootSource, DriveConfig, DrivePatch, MachineConfig, NetConfi
 mod bodies;
 mod json;
 mod path;
+mod query;
 
 #[cfg(test)]
 mod drive_tests;
@@ -19,11 +20,14 @@ pub(crate) mod mock;
 #[cfg(test)]
 mod openapi_tests;
 #[cfg(test)]
+mod snapshot_tests;
+#[cfg(test)]
 mod tests;
 
 pub use bodies::{ActionType, Empty, ErrorBody, InstanceAction, VmStateChange, VmStatePatch};
 
 use path::PathParams;
+use query::QueryParams;
 
 /// Longest snapshot name accepted, in characters.
 pub const MAX_SNAPSHOT_NAME_LEN: usize = 64;
@@ -67,6 +71,14 @@ pub enum Operation {
     PutSnapshotCreate,
     /// `PUT /snapshot/schedule`: [`VmmControl::set_snapshot_schedule`].
     PutSnapshotSchedule,
+    /// `PUT /snapshot/load`: [`VmmControl::load_snapshot`].
+    PutSnapshotLoad,
+    /// `GET /snapshots`: [`VmmControl::list_snapshots`].
+    ListSnapshots,
+    /// `GET /snapshots/{snapshot_id}`: [`VmmControl::snapshot_info`].
+    GetSnapshot,
+    /// `DELETE /snapshots/{snapshot_id}`: [`VmmControl::delete_snapshot`].
+    DeleteSnapshot,
 }
 
 /// One entry of the route table.
@@ -83,16 +95,52 @@ pub struct Route {
     pub success_status: u16,
     /// What the route does.
     pub operation: Operation,
+    /// The query parameters the route takes, all required. A route that takes none ignores
+    /// a query string; one that takes some refuses unknown ones.
+    pub query: &'static [&'static str],
 }
 
 /// Every route the API serves. `docs/openapi.yaml` documents exactly these (a test checks).
 pub const ROUTES: &[Route] = &[
     Route {
         method: "PUT",
+        path: "/snapshot/load",
+        summary: "Restore a snapshot into this VMM (which has no VM yet) and run it",
+        success_status: 204,
+        operation: Operation::PutSnapshotLoad,
+        query: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/snapshots",
+        summary: "List the snapshots of a snapshot store",
+        success_status: 200,
+        operation: Operation::ListSnapshots,
+        query: &["snapshot_dir"],
+    },
+    Route {
+        method: "GET",
+        path: "/snapshots/{snapshot_id}",
+        summary: "Get a snapshot's manifest, chain and dependents",
+        success_status: 200,
+        operation: Operation::GetSnapshot,
+        query: &["snapshot_dir"],
+    },
+    Route {
+        method: "DELETE",
+        path: "/snapshots/{snapshot_id}",
+        summary: "Delete a snapshot that no other snapshot depends on",
+        success_status: 204,
+        operation: Operation::DeleteSnapshot,
+        query: &["snapshot_dir"],
+    },
+    Route {
+        method: "PUT",
         path: "/snapshot/schedule",
         summary: "Set periodic snapshots and their retention",
         success_status: 204,
         operation: Operation::PutSnapshotSchedule,
+        query: &[],
     },
     Route {
         method: "PUT",
@@ -100,6 +148,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Take a full snapshot of the VM",
         success_status: 201,
         operation: Operation::PutSnapshotCreate,
+        query: &[],
     },
     Route {
         method: "GET",
@@ -107,6 +156,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Get the instance's identity and lifecycle state",
         success_status: 200,
         operation: Operation::GetInstanceInfo,
+        query: &[],
     },
     Route {
         method: "GET",
@@ -114,6 +164,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Get the whole VM configuration",
         success_status: 200,
         operation: Operation::GetVmConfig,
+        query: &[],
     },
     Route {
         method: "GET",
@@ -121,6 +172,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Get the vCPU and memory configuration",
         success_status: 200,
         operation: Operation::GetMachineConfig,
+        query: &[],
     },
     Route {
         method: "PUT",
@@ -128,6 +180,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Set the vCPU and memory configuration (before start)",
         success_status: 204,
         operation: Operation::PutMachineConfig,
+        query: &[],
     },
     Route {
         method: "PUT",
@@ -135,6 +188,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Set the kernel, command line and initrd (before start)",
         success_status: 204,
         operation: Operation::PutBootSource,
+        query: &[],
     },
     Route {
         method: "PUT",
@@ -142,6 +196,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Add or replace a block device (before start)",
         success_status: 204,
         operation: Operation::PutDrive,
+        query: &[],
     },
     Route {
         method: "GET",
@@ -149,6 +204,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Get a block device's backend, size, I/O limits and counters",
         success_status: 200,
         operation: Operation::GetDrive,
+        query: &[],
     },
     Route {
         method: "PATCH",
@@ -156,6 +212,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Resize a block device or change its I/O limits",
         success_status: 204,
         operation: Operation::PatchDrive,
+        query: &[],
     },
     Route {
         method: "PUT",
@@ -163,6 +220,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Take a snapshot of a block device's volume (while the VM runs)",
         success_status: 201,
         operation: Operation::PutDriveSnapshot,
+        query: &[],
     },
     Route {
         method: "GET",
@@ -170,6 +228,7 @@ pub const ROUTES: &[Route] = &[
         summary: "List the snapshots of a block device's volume",
         success_status: 200,
         operation: Operation::ListDriveSnapshots,
+        query: &[],
     },
     Route {
         method: "PUT",
@@ -177,6 +236,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Add or replace a network interface (before start)",
         success_status: 204,
         operation: Operation::PutNetworkInterface,
+        query: &[],
     },
     Route {
         method: "PUT",
@@ -185,6 +245,7 @@ pub const ROUTES: &[Route] = &[
             "Set where the serial console's output goes and its input comes from (before start)",
         success_status: 204,
         operation: Operation::PutSerial,
+        query: &[],
     },
     Route {
         method: "PUT",
@@ -192,6 +253,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Start or stop the instance",
         success_status: 204,
         operation: Operation::PutAction,
+        query: &[],
     },
     Route {
         method: "PATCH",
@@ -199,6 +261,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Pause or resume the VM",
         success_status: 204,
         operation: Operation::PatchVm,
+        query: &[],
     },
 ];
 
@@ -209,6 +272,8 @@ pub struct ApiRequest<'a> {
     pub method: &'a str,
     /// Request path without the query string, e.g. `/drives/root`.
     pub path: &'a str,
+    /// The raw query string (after `?`), if the request had one.
+    pub query: Option<&'a str>,
     /// Raw `Content-Type` header value, if one was sent.
     pub content_type: Option<&'a [u8]>,
     /// The whole request body (empty if none).
@@ -351,6 +416,7 @@ fn handle(
     request: &ApiRequest<'_>,
 ) -> Result<ApiResponse, ApiError> {
     let ok = || Ok(ApiResponse::no_content());
+    let query = query_params(route, request)?;
     match route.operation {
         Operation::GetInstanceInfo => {
             expect_no_body(request)?;
@@ -457,6 +523,35 @@ fn handle(
             }
             ok()
         }
+        Operation::PutSnapshotLoad => {
+            let load: super::SnapshotLoad = json::parse_body(request, "SnapshotLoad")?;
+            control.load_snapshot(load)?;
+            ok()
+        }
+        Operation::ListSnapshots => {
+            expect_no_body(request)?;
+            let store = snapshot_dir(&query)?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.list_snapshots(&store)?,
+            ))
+        }
+        Operation::GetSnapshot => {
+            let id = path_param(params, "snapshot_id")?;
+            expect_no_body(request)?;
+            let store = snapshot_dir(&query)?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.snapshot_info(&store, &id)?,
+            ))
+        }
+        Operation::DeleteSnapshot => {
+            let id = path_param(params, "snapshot_id")?;
+            expect_no_body(request)?;
+            let store = snapshot_dir(&query)?;
+            control.delete_snapshot(&store, &id)?;
+            ok()
+        }
         Operation::PatchVm => {
             let patch: VmStatePatch = json::parse_body(request, "VmStatePatch")?;
             match patch.state {
@@ -479,6 +574,51 @@ fn expect_no_body(request: &ApiRequest<'_>) -> Result<(), ApiError> {
             request.path,
             request.body.len()
         )))
+    }
+}
+
+/// The query parameters of `request`, checked against those `route` takes: each is given
+/// once, and no other is. A route that takes none ignores the query string.
+fn query_params(route: &Route, request: &ApiRequest<'_>) -> Result<QueryParams, ApiError> {
+    if route.query.is_empty() {
+        return Ok(QueryParams::default());
+    }
+    let takes = || {
+        route
+            .query
+            .iter()
+            .map(|q| format!("`{q}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let params = query::parse(request.query.unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+    if let Some(unknown) = params.names().find(|n| !route.query.contains(n)) {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter `{unknown}`: {} {} takes {}",
+            route.method,
+            route.path,
+            takes()
+        )));
+    }
+    if let Some(missing) = route.query.iter().find(|q| params.get(q).is_none()) {
+        return Err(ApiError::bad_request(format!(
+            "missing query parameter `{missing}`: {} {} takes {}, e.g. `?{missing}=...`",
+            route.method,
+            route.path,
+            takes()
+        )));
+    }
+    Ok(params)
+}
+
+/// The `snapshot_dir` query parameter, which must not be empty.
+fn snapshot_dir(query: &QueryParams) -> Result<std::path::PathBuf, ApiError> {
+    match query.get("snapshot_dir") {
+        Some(dir) if !dir.is_empty() => Ok(std::path::PathBuf::from(dir)),
+        _ => Err(ApiError::bad_request(
+            "query parameter `snapshot_dir` is empty: name the snapshot store's directory",
+        )),
     }
 }
 

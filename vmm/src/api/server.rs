@@ -286,6 +286,7 @@ async fn handle_request(
     let api_request = ApiRequest {
         method: parts.method.as_str(),
         path: parts.uri.path(),
+        query: parts.uri.query(),
         content_type: parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes),
         body: &body,
     };

@@ -106,18 +106,25 @@ impl Vmm {
         }
     }
 
-    /// Runs a VM restored from a snapshot (the configuration it now runs with).
-    pub fn start_restored(&self, config: VmConfig, vm: RunningVm) -> Result<(), ApiError> {
+    /// Runs a VM restored from a snapshot (the configuration it now runs with); `paused`
+    /// says its vCPUs were left paused.
+    pub fn start_restored(
+        &self,
+        config: VmConfig,
+        vm: RunningVm,
+        paused: bool,
+    ) -> Result<(), ApiError> {
         let mut inner = self.lock();
         Self::configurable(&inner)?;
-        self.adopt(&mut inner, vm)?;
+        self.adopt(&mut inner, vm, paused)?;
         inner.config = config;
         Ok(())
     }
 
-    /// Takes over a VM whose vCPUs run: registers its devices with the event loop (or stops
-    /// it if that fails), records it as running and wakes the supervisor.
-    fn adopt(&self, inner: &mut Inner, mut vm: RunningVm) -> Result<(), ApiError> {
+    /// Takes over a VM whose vCPU threads run (`paused`: parked until resumed): registers
+    /// its devices with the event loop (or stops it if that fails), records it as running
+    /// and wakes the supervisor.
+    fn adopt(&self, inner: &mut Inner, mut vm: RunningVm, paused: bool) -> Result<(), ApiError> {
         let subscribers = std::mem::take(&mut vm.subscribers);
         let subscriber_ids = match self.events.add(subscribers) {
             Ok(ids) => ids,
@@ -128,7 +135,7 @@ impl Vmm {
         };
         inner.phase = Phase::Running {
             vm: Box::new(vm),
-            paused: false,
+            paused,
             subscriber_ids,
         };
         if let Err(e) = self.started_evt.write(1) {
@@ -359,6 +366,106 @@ impl VmmControl for Vmm {
         Ok(created)
     }
 
+    fn load_snapshot(&self, request: crate::api::SnapshotLoad) -> Result<(), ApiError> {
+        let requested = std::time::Instant::now();
+        let mut inner = self.lock();
+        match inner.phase {
+            Phase::Configuring => {}
+            Phase::Running { .. } => {
+                return Err(ApiError::conflict(
+                    "a VM is already running in this VMM; load snapshots into a new reprise \
+                     process",
+                ))
+            }
+            Phase::Stopped(_) => {
+                return Err(ApiError::conflict(
+                    "this VMM's VM has stopped; load snapshots into a new reprise process",
+                ))
+            }
+        }
+        if inner.config != VmConfig::default() {
+            return Err(ApiError::conflict(
+                "a VM has been configured in this VMM; a snapshot brings its own \
+                 configuration, so load it into a VMM where nothing was configured",
+            ));
+        }
+        let vm_id = request.vm_id.clone().unwrap_or_else(|| self.id.clone());
+        if !crate::api::routes::is_valid_snapshot_name(&vm_id) {
+            return Err(ApiError::bad_request(format!(
+                "invalid vm_id {vm_id:?}: use 1 to 64 characters from [A-Za-z0-9._-], not \
+                 starting with `.`"
+            )));
+        }
+        let options = crate::snapshots::restore::RestoreOptions {
+            serial_output: request.serial_output.clone(),
+            serial_input: request.serial_input.clone(),
+            nets: request.network_overrides.clone(),
+            paused: !request.resume,
+        };
+        let (config, vm) =
+            crate::snapshots::restore::restore(&request.snapshot_path, &vm_id, &options)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        self.adopt(&mut inner, vm, !request.resume)?;
+        inner.config = config;
+        let ms = requested.elapsed().as_secs_f64() * 1000.0;
+        if request.resume {
+            log::info!(
+                "snapshot {} loaded: vCPUs running {ms:.1} ms after the request",
+                request.snapshot_path.display()
+            );
+        } else {
+            log::info!(
+                "snapshot {} loaded in {ms:.1} ms; vCPUs paused until resumed",
+                request.snapshot_path.display()
+            );
+        }
+        Ok(())
+    }
+
+    fn list_snapshots(
+        &self,
+        store: &std::path::Path,
+    ) -> Result<crate::api::SnapshotList, ApiError> {
+        Ok(crate::snapshots::catalog::list(store)?)
+    }
+
+    fn snapshot_info(
+        &self,
+        store: &std::path::Path,
+        id: &str,
+    ) -> Result<crate::api::SnapshotInfo, ApiError> {
+        Ok(crate::snapshots::catalog::info(store, id)?)
+    }
+
+    fn delete_snapshot(&self, store: &std::path::Path, id: &str) -> Result<(), ApiError> {
+        // Whether the running VM's next diff snapshot would build on this one.
+        let same_store = |dir: &std::path::Path| {
+            let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+            dir == store || (canonical(dir).is_some() && canonical(dir) == canonical(store))
+        };
+        let base_of_next_diff = match &self.lock().phase {
+            Phase::Running { vm, .. } => vm
+                .last_snapshot
+                .as_ref()
+                .is_some_and(|(dir, last)| last == id && same_store(dir)),
+            _ => false,
+        };
+        crate::snapshots::catalog::delete(store, id)?;
+        if base_of_next_diff {
+            if let Phase::Running { vm, .. } = &mut self.lock().phase {
+                if vm
+                    .last_snapshot
+                    .as_ref()
+                    .is_some_and(|(_, last)| last == id)
+                {
+                    // The next snapshot of this VM must be a full one.
+                    vm.last_snapshot = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn start(&self) -> Result<(), ApiError> {
         let mut inner = self.lock();
         match inner.phase {
@@ -371,7 +478,7 @@ impl VmmControl for Vmm {
             }
         }
         let vm = builder::build_and_start(&inner.config).map_err(build_error)?;
-        self.adopt(&mut inner, vm)
+        self.adopt(&mut inner, vm, false)
     }
 
     fn stop(&self) -> Result<(), ApiError> {

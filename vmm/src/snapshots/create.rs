@@ -3,9 +3,10 @@
 //! Pre-copy memory while the guest runs (see [`create`]). Then the freeze order: pause every
 //! vCPU (each completes the exit it was handling), park the device event loop (no device
 //! touches guest memory or its queues), then save: each vCPU's KVM state (on its own thread),
-//! the VM's in-kernel devices, the device models, a block-store snapshot of every volume, and
-//! a copy of the pages written since the pre-copy. Then release the event loop, resume, and
-//! write the files.
+//! the VM's in-kernel devices, the device models (network devices first take the frames
+//! waiting at their backends, so those are saved too), a block-store snapshot of every
+//! volume, and a copy of the pages written since the pre-copy. Then release the event loop,
+//! resume, and write the files.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -274,6 +275,10 @@ pub fn create(
     writer
         .put(sections::VM, &VmState::save(vm.vm.fd()).map_err(e)?)
         .map_err(e)?;
+    let absorbed = devices_state::absorb_net_backlogs(&vm.virtio);
+    if absorbed > 0 {
+        log::debug!("snapshot {id}: {absorbed} received frame(s) taken from network backends");
+    }
     writer
         .put(
             sections::DEVICES,

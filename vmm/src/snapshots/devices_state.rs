@@ -50,6 +50,18 @@ pub struct DevicesState {
     pub virtio: Vec<VirtioSlotState>,
 }
 
+/// Moves the frames waiting at each network backend into its device (event loop frozen),
+/// so that the snapshot holds every frame that reached the VMM before it; returns how many.
+pub fn absorb_net_backlogs(virtio: &[VirtioSlot]) -> usize {
+    virtio
+        .iter()
+        .map(|slot| match &slot.device {
+            VirtioHandle::Net(_, d) => lock(d).absorb_backend_backlog(),
+            VirtioHandle::Block(..) => 0,
+        })
+        .sum()
+}
+
 /// Saves every device (vCPUs paused, event loop frozen).
 pub fn save(
     serial: &Arc<Mutex<SerialDevice>>,

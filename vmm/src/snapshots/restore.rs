@@ -13,6 +13,7 @@ use snapshot::{Persist, SnapshotStore, StateFile};
 
 use super::create::{sections, SnapshotMeta};
 use super::devices_state::{DevicesState, VirtioDeviceState};
+use super::net_overrides::{self, NetOverride};
 use crate::builder::{self, RunningVm};
 use crate::config::{DriveConfig, VmConfig};
 use crate::device_manager::{DeviceError, DeviceManager, VirtioHandle};
@@ -50,33 +51,18 @@ fn clone_volume(volume: &Path, snapshot: &str, vm_id: &str) -> Result<PathBuf, S
     Err(format!("no free name for a clone of {}", volume.display()))
 }
 
-fn net_backend(
-    config: &VmConfig,
-    id: &str,
-) -> Result<Box<dyn devices::backends::NetBackend>, String> {
-    use devices::backends::{Tap, UnixDgram};
-    let net = config
-        .nets
-        .iter()
-        .find(|n| n.iface_id == id)
-        .ok_or_else(|| format!("no network interface `{id}` in the configuration"))?;
-    match (&net.host_dev_name, &net.socket_path, &net.peer_socket_path) {
-        (Some(tap), _, _) => Ok(Box::new(Tap::open(tap).map_err(|e| e.to_string())?)),
-        (None, Some(local), Some(peer)) => Ok(Box::new(
-            UnixDgram::bind(local, peer).map_err(|e| e.to_string())?,
-        )),
-        _ => Err(format!("network interface `{id}` has no backend")),
-    }
-}
-
 /// What a restored VM changes from the saved configuration (e.g. for clones that run side by
-/// side: their own console).
+/// side: their own console, their own network or none), and how it starts.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
     /// Replaces `serial.output`.
     pub serial_output: Option<String>,
     /// Replaces `serial.input`.
     pub serial_input: Option<String>,
+    /// Network interfaces detached or moved to other backends (the others as saved).
+    pub nets: Vec<NetOverride>,
+    /// Leave the vCPUs paused (they have not entered the guest) instead of running them.
+    pub paused: bool,
 }
 
 /// Restores snapshot `dir` (a directory `<store>/<id>`); returns the configuration the VM
@@ -94,16 +80,16 @@ pub fn restore(
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| fail("not a snapshot directory".into()))?;
-    let root = dir
-        .parent()
-        .ok_or_else(|| fail("not a snapshot directory".into()))?;
+    let root = match dir.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Err(fail("not a snapshot directory".into())),
+    };
+    if !dir.is_dir() {
+        return Err(fail("there is no snapshot directory there".into()));
+    }
     let store = SnapshotStore::open(root).map_err(|e| fail(e.to_string()))?;
     let mut manifest = store.get(id).map_err(|e| fail(e.to_string()))?;
-    if manifest.kind == snapshot::SnapshotKind::Diff {
-        // Fold the chain into a full image once, so this and later restores map one file.
-        log::info!("consolidating diff snapshot {id} into a full one before restoring");
-        manifest = store.consolidate(id).map_err(|e| fail(e.to_string()))?;
-    }
     let mut config: VmConfig = serde_json::from_value(manifest.vm_config.clone())
         .map_err(|e| fail(format!("the saved VM configuration is not valid: {e}")))?;
     if let Some(out) = &options.serial_output {
@@ -111,6 +97,12 @@ pub fn restore(
     }
     if let Some(input) = &options.serial_input {
         config.serial.input = Some(input.clone());
+    }
+    net_overrides::apply(&mut config, &options.nets).map_err(fail)?;
+    if manifest.kind == snapshot::SnapshotKind::Diff {
+        // Fold the chain into a full image once, so this and later restores map one file.
+        log::info!("consolidating diff snapshot {id} into a full one before restoring");
+        manifest = store.consolidate(id).map_err(|e| fail(e.to_string()))?;
     }
     let state: StateFile = store.open_state(id).map_err(|e| fail(e.to_string()))?;
     let meta: SnapshotMeta = state.get(sections::META).map_err(|e| fail(e.to_string()))?;
@@ -139,7 +131,12 @@ pub fn restore(
         .map_err(|e| fail(e.to_string()))?;
     let vm = Vm::new(&memory).map_err(|e| fail(e.to_string()))?;
     let count = config.machine.vcpu_count;
-    let control = Arc::new(VcpuControl::new(usize::from(count)).map_err(|e| fail(e.to_string()))?);
+    let control = if options.paused {
+        VcpuControl::new_paused(usize::from(count))
+    } else {
+        VcpuControl::new(usize::from(count))
+    };
+    let control = Arc::new(control.map_err(|e| fail(e.to_string()))?);
     let mut dm = DeviceManager::new(Arc::new(ResetLine(control.clone())))
         .map_err(|e| fail(e.to_string()))?;
     let devices: DevicesState = state
@@ -199,9 +196,23 @@ pub fn restore(
                 });
             }
             VirtioDeviceState::Net { id, state } => {
-                let backend = net_backend(&config, id).map_err(fail)?;
+                let net_config =
+                    config
+                        .nets
+                        .iter()
+                        .find(|n| &n.iface_id == id)
+                        .ok_or_else(|| {
+                            fail(format!("no network interface `{id}` in the configuration"))
+                        })?;
+                let backend = crate::virtio_setup::open_net_backend(net_config)
+                    .map_err(|e| fail(format!("network interface `{id}`: {e}")))?;
+                let mac = match &net_config.guest_mac {
+                    Some(m) => Some(crate::config::parse_mac(m).map_err(|e| fail(e.0))?),
+                    None => None,
+                };
                 let net = Arc::new(Mutex::new(
-                    Net::restore(NetArgs { backend }, state).map_err(|e| fail(e.to_string()))?,
+                    Net::restore(NetArgs { backend, mac }, state)
+                        .map_err(|e| fail(e.to_string()))?,
                 ));
                 dm.wire_virtio(
                     &vm,
@@ -228,10 +239,14 @@ pub fn restore(
     let running =
         builder::start_vcpus(fds, memory, vm, control, dm, serial, cmdline, drive_handles)
             .map_err(|e| fail(e.to_string()))?;
+    if options.paused && !crate::vstate::vcpu::pause_all(&running.control, &running.vcpus) {
+        log::warn!("a restored vCPU did not report itself paused in time");
+    }
     log::info!(
-        "VM restored from snapshot {}: {count} vCPU(s), {} MiB",
+        "VM restored from snapshot {}: {count} vCPU(s), {} MiB{}",
         dir.display(),
-        config.machine.mem_size_mib
+        config.machine.mem_size_mib,
+        if options.paused { ", paused" } else { "" }
     );
     Ok((config, running))
 }

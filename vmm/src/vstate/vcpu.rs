@@ -90,9 +90,19 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 impl VcpuControl {
     /// Control for `count` vCPUs, initially wanting `Run`.
     pub fn new(count: usize) -> std::io::Result<Self> {
+        Self::with_wanted(count, Wanted::Run)
+    }
+
+    /// Control for `count` vCPUs that park before they first enter the guest, until
+    /// [`resume_all`].
+    pub fn new_paused(count: usize) -> std::io::Result<Self> {
+        Self::with_wanted(count, Wanted::Pause)
+    }
+
+    fn with_wanted(count: usize, wanted: Wanted) -> std::io::Result<Self> {
         Ok(VcpuControl {
             shared: Mutex::new(Shared {
-                wanted: Wanted::Run,
+                wanted,
                 states: vec![VcpuRunState::Running; count],
                 exit: None,
                 requests: vec![None; count],

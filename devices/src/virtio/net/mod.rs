@@ -8,6 +8,11 @@
 //! buffer is kept (one frame) and the device stops polling the backend until the driver
 //! adds buffers and notifies the receive queue. Frames are never lost silently: every drop
 //! is counted in [`NetMetrics`] and logged.
+//!
+//! Before a snapshot the VMM calls [`Net::absorb_backend_backlog`], which moves the frames
+//! waiting at the host end of the backend into the device (a bounded backlog, delivered
+//! ahead of anything newer), so that they are saved with the device: a VM restored on a new
+//! backend receives every frame that had reached the VMM before the snapshot.
 
 mod event_handler;
 mod persist;
@@ -16,6 +21,7 @@ mod rx;
 mod tests;
 mod tx;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use log::{debug, error, warn};
@@ -49,6 +55,10 @@ pub const NET_HDR_LEN: usize = 12;
 /// The largest Ethernet frame carried (64 KiB payload plus an Ethernet header with a VLAN
 /// tag); larger ones are dropped and counted.
 pub const MAX_FRAME_LEN: usize = 65536 + 18;
+/// Most frames [`Net::absorb_backend_backlog`] takes from the backend at once.
+pub const MAX_RX_BACKLOG_FRAMES: usize = QUEUE_SIZE as usize;
+/// [`Net::absorb_backend_backlog`] stops taking frames once it holds this many bytes.
+pub const MAX_RX_BACKLOG_BYTES: usize = 2 << 20;
 
 /// Errors creating a network device.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +144,9 @@ pub struct Net {
     /// A frame read from the backend that is waiting for a receive buffer.
     rx_frame: Vec<u8>,
     rx_pending: Option<usize>,
+    /// Frames taken from the backend ahead of time (for a snapshot, or restored from one),
+    /// delivered after `rx_pending` and before anything newer from the backend.
+    rx_backlog: VecDeque<Vec<u8>>,
     tx_frame: Vec<u8>,
     interest: BackendInterest,
     metrics: NetMetrics,
@@ -162,6 +175,7 @@ impl Net {
             rx_notifications: false,
             rx_frame: vec![0; MAX_FRAME_LEN],
             rx_pending: None,
+            rx_backlog: VecDeque::new(),
             tx_frame: Vec::with_capacity(MAX_FRAME_LEN),
             interest: BackendInterest::Listening,
             metrics: NetMetrics::default(),
@@ -185,7 +199,60 @@ impl Net {
 
     /// Whether a received frame is waiting for a guest receive buffer.
     pub fn has_pending_rx(&self) -> bool {
-        self.rx_pending.is_some()
+        self.pending_rx_frames() > 0
+    }
+
+    /// How many received frames wait to be delivered to the guest.
+    pub fn pending_rx_frames(&self) -> usize {
+        usize::from(self.rx_pending.is_some()) + self.rx_backlog.len()
+    }
+
+    /// Takes the frames waiting at the backend into the device, oldest first and behind any
+    /// frame already waiting: at most [`MAX_RX_BACKLOG_FRAMES`] frames, stopping once
+    /// [`MAX_RX_BACKLOG_BYTES`] are held. The VMM calls this with the event loop parked,
+    /// just before saving the device, so that frames which reached the host end of the
+    /// backend before a snapshot are part of it: a VM restored on a new backend delivers
+    /// them, and so does this device. Returns how many frames were taken.
+    pub fn absorb_backend_backlog(&mut self) -> usize {
+        let mut buf = vec![0u8; MAX_FRAME_LEN];
+        let mut bytes: usize = self.rx_backlog.iter().map(Vec::len).sum();
+        let mut taken = 0;
+        while self.rx_backlog.len() < MAX_RX_BACKLOG_FRAMES && bytes < MAX_RX_BACKLOG_BYTES {
+            match self.backend.recv(&mut buf) {
+                Ok(Some(0)) => {
+                    self.metrics.rx_dropped += 1;
+                    debug!("virtio-net: dropped an empty frame from the backend");
+                }
+                Ok(Some(len)) => {
+                    let len = len.min(buf.len());
+                    self.rx_backlog.push_back(buf[..len].to_vec());
+                    bytes += len;
+                    taken += 1;
+                }
+                Ok(None) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    self.metrics.rx_backend_errors += 1;
+                    warn!("virtio-net: receiving from the backend failed: {e}");
+                    break;
+                }
+            }
+        }
+        if taken > 0 {
+            debug!("virtio-net: took {taken} waiting frame(s) from the backend");
+            self.kick_rx();
+        }
+        taken
+    }
+
+    /// Has the event loop run the receive path once (to deliver frames the backend's fd
+    /// does not announce: those of the backlog).
+    fn kick_rx(&self) {
+        if self.active.is_some() {
+            if let Err(e) = self.queue_events[RX_QUEUE].write(1) {
+                error!("virtio-net: cannot kick the receive queue: {e}");
+            }
+        }
     }
 
     /// Counters since the device was created.
@@ -294,9 +361,12 @@ impl VirtioDevice for Net {
         self.active = None;
         self.acked_features = 0;
         self.rx_notifications = false;
-        if self.rx_pending.take().is_some() {
-            self.metrics.rx_dropped += 1;
-            debug!("virtio-net: reset dropped the frame waiting for a receive buffer");
+        let dropped = self.pending_rx_frames();
+        self.rx_pending = None;
+        self.rx_backlog.clear();
+        if dropped > 0 {
+            self.metrics.rx_dropped += dropped as u64;
+            debug!("virtio-net: reset dropped {dropped} frame(s) waiting for receive buffers");
         }
     }
 

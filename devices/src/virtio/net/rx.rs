@@ -25,10 +25,10 @@ enum Delivery {
 }
 
 impl Net {
-    /// Moves frames into guest receive buffers: first the one already waiting, then new ones
-    /// from the backend. Returns `true` when it stopped because the guest has no receive
-    /// buffer; a frame is then pending and the backend should not be polled until the
-    /// driver adds buffers.
+    /// Moves frames into guest receive buffers: first the one already waiting, then those of
+    /// the backlog, then new ones from the backend. Returns `true` when it stopped because
+    /// the guest has no receive buffer; a frame is then pending and the backend should not
+    /// be polled until the driver adds buffers.
     pub(super) fn receive(&mut self) -> bool {
         let Some(active) = self.active.as_mut() else {
             return true;
@@ -36,9 +36,18 @@ impl Net {
         let used_before = active.rx.next_used();
         let mut stalled = false;
         for _ in 0..RX_BATCH {
-            let len = match self.rx_pending {
-                Some(len) => len,
-                None => match self.backend.recv(&mut self.rx_frame) {
+            let backlog = match self.rx_pending {
+                Some(_) => None,
+                None => self.rx_backlog.pop_front(),
+            };
+            let len = match (self.rx_pending, backlog) {
+                (Some(len), _) => len,
+                (None, Some(frame)) => {
+                    let len = frame.len().min(self.rx_frame.len());
+                    self.rx_frame[..len].copy_from_slice(&frame[..len]);
+                    len
+                }
+                (None, None) => match self.backend.recv(&mut self.rx_frame) {
                     Ok(Some(0)) => {
                         self.metrics.rx_dropped += 1;
                         debug!("virtio-net: dropped an empty frame from the backend");
@@ -95,6 +104,10 @@ impl Net {
         }
         if active.rx.next_used() != used_before {
             active.notify(RX_QUEUE);
+        }
+        if !stalled && !self.rx_backlog.is_empty() {
+            // The batch ended with frames of the backlog left, which no fd announces.
+            self.kick_rx();
         }
         stalled
     }

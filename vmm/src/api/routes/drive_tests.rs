@@ -380,6 +380,7 @@ fn snapshot_request_bodies() {
     let text = |body: &'static str| ApiRequest {
         method: "PUT",
         path: "/drives/data/snapshots/a",
+        query: None,
         content_type: Some(b"text/plain"),
         body: body.as_bytes(),
     };
@@ -528,6 +529,7 @@ fn dispatch_lets_a_controller_panic_through() {
     let request = ApiRequest {
         method: "GET",
         path: "/drives/root",
+        query: None,
         content_type: JSON,
         body: b"",
     };

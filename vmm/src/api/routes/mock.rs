@@ -6,6 +6,7 @@
 //! taken only while the VM runs or is paused; resizing needs a running VM.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::api::{
@@ -37,6 +38,10 @@ pub(crate) const COUNTERS: DriveCounters = DriveCounters {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Call {
     CreateSnapshot(crate::api::SnapshotCreate),
+    LoadSnapshot(crate::api::SnapshotLoad),
+    ListSnapshots(PathBuf),
+    SnapshotInfo(PathBuf, String),
+    DeleteSnapshot(PathBuf, String),
     MachineConfig(MachineConfig),
     BootSource(BootSource),
     Drive(DriveConfig),
@@ -65,6 +70,47 @@ struct Inner {
     snapshots_taken: u64,
     next_error: Option<ApiError>,
     panic_next: bool,
+    /// VM snapshots deleted from the mock store (which holds `base` and its diff `d1`).
+    deleted: Vec<String>,
+}
+
+/// A manifest of the mock store: `base` (full) or `d1` (a diff of `base`).
+pub(crate) fn mock_manifest(id: &str) -> snapshot::Manifest {
+    let diff = id != "base";
+    let mut m = snapshot::Manifest {
+        format: snapshot::manifest::MANIFEST_FORMAT.into(),
+        version: snapshot::manifest::MANIFEST_VERSION,
+        id: id.into(),
+        parent: diff.then(|| "base".to_string()),
+        created: if diff {
+            1_700_000_001_000
+        } else {
+            1_700_000_000_000
+        },
+        kind: if diff {
+            snapshot::SnapshotKind::Diff
+        } else {
+            snapshot::SnapshotKind::Full
+        },
+        vm_config: serde_json::to_value(VmConfig::default()).unwrap_or_default(),
+        volumes: vec![],
+        memory: snapshot::MemoryInfo {
+            file: if diff { "memory.diff" } else { "memory.full" }.into(),
+            layout: snapshot::MemoryLayout {
+                regions: vec![snapshot::MemoryRegion {
+                    gpa: 0,
+                    len: 64 << 20,
+                }],
+            },
+            page_size: 4096,
+            data_bytes: 1 << 20,
+            file_bytes: 1 << 21,
+        },
+        state_file: "state.bin".into(),
+        crc32: 0,
+    };
+    m.seal();
+    m
 }
 
 impl Inner {
@@ -171,6 +217,22 @@ impl MockControl {
         }
         inner.state = Some(to);
         Ok(())
+    }
+}
+
+impl MockControl {
+    /// The ids in the mock store `store` (`/snapshots`; any other store is missing).
+    fn store_ids(inner: &Inner, store: &Path) -> Result<Vec<&'static str>, ApiError> {
+        if store != Path::new("/snapshots") {
+            return Err(ApiError::not_found(format!(
+                "there is no snapshot store at {}",
+                store.display()
+            )));
+        }
+        Ok(["base", "d1"]
+            .into_iter()
+            .filter(|id| !inner.deleted.iter().any(|d| d == id))
+            .collect())
     }
 }
 
@@ -362,6 +424,77 @@ impl VmmControl for MockControl {
         let inner = self.enter(Call::DriveSnapshots(drive_id.to_string()))?;
         inner.running_volume(drive_id)?;
         Ok(inner.snapshots.get(drive_id).cloned().unwrap_or_default())
+    }
+
+    fn load_snapshot(&self, request: crate::api::SnapshotLoad) -> Result<(), ApiError> {
+        let resume = request.resume;
+        let mut inner = self.enter(Call::LoadSnapshot(request))?;
+        if Self::state(&inner) != VmState::NotStarted || inner.config != VmConfig::default() {
+            return Err(ApiError::conflict("a VM is already configured or running"));
+        }
+        inner.state = Some(if resume {
+            VmState::Running
+        } else {
+            VmState::Paused
+        });
+        Ok(())
+    }
+
+    fn list_snapshots(&self, store: &Path) -> Result<crate::api::SnapshotList, ApiError> {
+        let inner = self.enter(Call::ListSnapshots(store.to_path_buf()))?;
+        let ids = Self::store_ids(&inner, store)?;
+        Ok(crate::api::SnapshotList {
+            snapshots: ids
+                .iter()
+                .map(|id| crate::api::SnapshotSummary::from(&mock_manifest(id)))
+                .collect(),
+            ignored: vec![crate::api::IgnoredEntry {
+                name: "half.tmp".into(),
+                reason: "a half-written snapshot".into(),
+                partial: true,
+            }],
+        })
+    }
+
+    fn snapshot_info(&self, store: &Path, id: &str) -> Result<crate::api::SnapshotInfo, ApiError> {
+        let inner = self.enter(Call::SnapshotInfo(store.to_path_buf(), id.to_string()))?;
+        let ids = Self::store_ids(&inner, store)?;
+        if !ids.contains(&id) {
+            return Err(ApiError::not_found(format!("there is no snapshot {id:?}")));
+        }
+        let chain = if id == "base" {
+            vec!["base".to_string()]
+        } else {
+            vec!["base".to_string(), id.to_string()]
+        };
+        let dependents = if id == "base" {
+            ids.iter()
+                .filter(|d| **d != "base")
+                .map(|d| d.to_string())
+                .collect()
+        } else {
+            vec![]
+        };
+        Ok(crate::api::SnapshotInfo {
+            manifest: mock_manifest(id),
+            chain,
+            dependents,
+        })
+    }
+
+    fn delete_snapshot(&self, store: &Path, id: &str) -> Result<(), ApiError> {
+        let mut inner = self.enter(Call::DeleteSnapshot(store.to_path_buf(), id.to_string()))?;
+        let ids = Self::store_ids(&inner, store)?;
+        if !ids.contains(&id) {
+            return Err(ApiError::not_found(format!("there is no snapshot {id:?}")));
+        }
+        if id == "base" && ids.contains(&"d1") {
+            return Err(ApiError::conflict(
+                "cannot delete: snapshot \"base\" is needed by diff snapshot(s) [\"d1\"]",
+            ));
+        }
+        inner.deleted.push(id.to_string());
+        Ok(())
     }
 
     fn start(&self) -> Result<(), ApiError> {

@@ -80,6 +80,10 @@ fn schemas_of(operation: Operation) -> (RequestBody, ResponseBody) {
         Operation::PutSerial => (Rq::Required("SerialConfig"), Rs::None),
         Operation::PutAction => (Rq::Required("InstanceAction"), Rs::None),
         Operation::PatchVm => (Rq::Required("VmStatePatch"), Rs::None),
+        Operation::PutSnapshotLoad => (Rq::Required("SnapshotLoad"), Rs::None),
+        Operation::ListSnapshots => (Rq::None, Rs::Object("SnapshotList")),
+        Operation::GetSnapshot => (Rq::None, Rs::Object("SnapshotInfo")),
+        Operation::DeleteSnapshot => (Rq::None, Rs::None),
     }
 }
 
@@ -187,22 +191,41 @@ fn each_operation_matches_its_route() {
             .filter_map(path::param_name)
             .map(str::to_string)
             .collect();
-        let documented_params: BTreeSet<String> = op["parameters"]
-            .as_array()
-            .map(|params| {
-                params
-                    .iter()
-                    .inspect(|p| {
-                        assert_eq!(p["in"], json!("path"), "{name}");
-                        assert_eq!(p["required"], json!(true), "{name}");
-                    })
-                    .filter_map(|p| p["name"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let documented = |place: &str| -> BTreeSet<String> {
+            op["parameters"]
+                .as_array()
+                .map(|params| {
+                    params
+                        .iter()
+                        .map(|p| match p["$ref"].as_str() {
+                            Some(target) => doc
+                                .pointer(target.trim_start_matches('#'))
+                                .unwrap_or_else(|| panic!("{name}: {target} does not exist")),
+                            None => p,
+                        })
+                        .inspect(|p| {
+                            assert!(
+                                matches!(p["in"].as_str(), Some("path" | "query")),
+                                "{name}: parameters are in the path or the query"
+                            );
+                            assert_eq!(p["required"], json!(true), "{name}");
+                        })
+                        .filter(|p| p["in"] == json!(place))
+                        .filter_map(|p| p["name"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         assert_eq!(
-            template_params, documented_params,
+            template_params,
+            documented("path"),
             "path parameters of {name}"
+        );
+        let query_params: BTreeSet<String> = route.query.iter().map(|q| q.to_string()).collect();
+        assert_eq!(
+            query_params,
+            documented("query"),
+            "query parameters of {name}"
         );
     }
 }

@@ -59,6 +59,17 @@ pub(super) fn param_name(segment: &str) -> Option<&str> {
 /// Decodes `%XX` escapes in a path segment. Fails on a malformed escape or if the result is
 /// not UTF-8; the error names the offending segment.
 pub(super) fn percent_decode(segment: &str) -> Result<String, String> {
+    decode_escapes(segment, "path segment", false)
+}
+
+/// Decodes `%XX` escapes (and, if `plus_is_space`, `+` as a space) in `text`, which is
+/// described as `what` in errors.
+pub(super) fn decode_escapes(
+    text: &str,
+    what: &str,
+    plus_is_space: bool,
+) -> Result<String, String> {
+    let segment = text;
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -72,19 +83,17 @@ pub(super) fn percent_decode(segment: &str) -> Result<String, String> {
                     out.push((h * 16 + l) as u8);
                     i += 3;
                 }
-                _ => {
-                    return Err(format!(
-                        "malformed percent-escape in path segment `{segment}`"
-                    ))
-                }
+                _ => return Err(format!("malformed percent-escape in {what} `{segment}`")),
             }
+        } else if plus_is_space && bytes[i] == b'+' {
+            out.push(b' ');
+            i += 1;
         } else {
             out.push(bytes[i]);
             i += 1;
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| format!("path segment `{segment}` does not decode to UTF-8 text"))
+    String::from_utf8(out).map_err(|_| format!("{what} `{segment}` does not decode to UTF-8 text"))
 }
 
 #[cfg(test)]

@@ -11,10 +11,16 @@ use crate::config::VmConfig;
 
 pub(super) const JSON: Option<&[u8]> = Some(b"application/json");
 
-pub(super) fn send(control: &MockControl, method: &str, path: &str, body: &str) -> ApiResponse {
+/// Dispatches a request; `target` is the path with an optional `?query`.
+pub(super) fn send(control: &MockControl, method: &str, target: &str, body: &str) -> ApiResponse {
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
     let request = ApiRequest {
         method,
         path,
+        query,
         content_type: JSON,
         body: body.as_bytes(),
     };
@@ -336,6 +342,7 @@ fn content_type_and_empty_bodies() {
     let request = ApiRequest {
         method: "PUT",
         path: "/actions",
+        query: None,
         content_type: Some(b"text/plain"),
         body,
     };
@@ -369,7 +376,11 @@ fn content_type_and_empty_bodies() {
 fn route_table_is_consistent() {
     for (i, a) in ROUTES.iter().enumerate() {
         assert!(a.path.starts_with('/'), "{}", a.path);
-        assert!(matches!(a.method, "GET" | "PUT" | "PATCH"), "{}", a.method);
+        assert!(
+            matches!(a.method, "GET" | "PUT" | "PATCH" | "DELETE"),
+            "{}",
+            a.method
+        );
         assert!(matches!(a.success_status, 200 | 201 | 204));
         let names: Vec<&str> = a.path.split('/').filter_map(path::param_name).collect();
         for (j, name) in names.iter().enumerate() {

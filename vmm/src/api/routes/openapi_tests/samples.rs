@@ -100,6 +100,7 @@ pub(super) fn checks() -> Vec<SchemaCheck> {
         socket_path: Some(PathBuf::from("/run/a.sock")),
         peer_socket_path: Some(PathBuf::from("/run/b.sock")),
         guest_mac: Some("02:00:00:00:00:01".into()),
+        detached: true,
     };
     let serial = SerialConfig {
         output: Some("stdout".into()),
@@ -127,7 +128,142 @@ pub(super) fn checks() -> Vec<SchemaCheck> {
     ];
     let actions = [ActionType::InstanceStart, ActionType::InstanceStop];
     let changes = [VmStateChange::Paused, VmStateChange::Resumed];
+    // Every field set, even those that exclude each other; validation refuses that, serde not.
+    let net_override = crate::api::NetOverride {
+        iface_id: "eth0".into(),
+        detach: true,
+        host_dev_name: Some("tap1".into()),
+        socket_path: Some(PathBuf::from("/run/clone.sock")),
+        peer_socket_path: Some(PathBuf::from("/run/clone-peer.sock")),
+        guest_mac: Some("02:00:00:00:00:02".into()),
+    };
+    let load = crate::api::SnapshotLoad {
+        snapshot_path: PathBuf::from("/var/lib/reprise/snapshots/base"),
+        vm_id: Some("clone1".into()),
+        serial_output: Some("file:/tmp/clone1.log".into()),
+        serial_input: Some("socket:/tmp/clone1.in".into()),
+        network_overrides: vec![net_override.clone()],
+        resume: false,
+    };
+    let volume = snapshot::VolumeSnapshot {
+        drive_id: "root".into(),
+        volume_path: "/store/volumes/root".into(),
+        snapshot_name: "vm-d1".into(),
+    };
+    let region = snapshot::MemoryRegion {
+        gpa: 0,
+        len: 256 << 20,
+    };
+    let layout = snapshot::MemoryLayout {
+        regions: vec![region],
+    };
+    let memory = snapshot::MemoryInfo {
+        file: "memory.diff".into(),
+        layout: layout.clone(),
+        page_size: 4096,
+        data_bytes: 1 << 20,
+        file_bytes: 1 << 21,
+    };
+    let mut manifest = snapshot::Manifest {
+        format: snapshot::manifest::MANIFEST_FORMAT.into(),
+        version: snapshot::manifest::MANIFEST_VERSION,
+        id: "d1".into(),
+        parent: Some("base".into()),
+        created: 1_700_000_000_000,
+        kind: snapshot::SnapshotKind::Diff,
+        vm_config: to_value(&vm),
+        volumes: vec![volume.clone()],
+        memory: memory.clone(),
+        state_file: "state.bin".into(),
+        crc32: 0,
+    };
+    manifest.seal();
+    let summary = crate::api::SnapshotSummary::from(&manifest);
+    let ignored = crate::api::IgnoredEntry {
+        name: "half.tmp".into(),
+        reason: "a half-written snapshot".into(),
+        partial: true,
+    };
+    let kinds = || {
+        vec![
+            to_value(&snapshot::SnapshotKind::Full),
+            to_value(&snapshot::SnapshotKind::Diff),
+        ]
+    };
     vec![
+        SchemaCheck {
+            name: "SnapshotLoad",
+            sample: to_value(&load),
+            accepts: accepts::<crate::api::SnapshotLoad>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "NetOverride",
+            sample: to_value(&net_override),
+            accepts: accepts::<crate::api::NetOverride>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "SnapshotList",
+            sample: to_value(&crate::api::SnapshotList {
+                snapshots: vec![summary.clone()],
+                ignored: vec![ignored.clone()],
+            }),
+            accepts: accepts::<crate::api::SnapshotList>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "SnapshotSummary",
+            sample: to_value(&summary),
+            accepts: accepts::<crate::api::SnapshotSummary>,
+            enums: vec![("kind", kinds())],
+        },
+        SchemaCheck {
+            name: "SnapshotVolume",
+            sample: to_value(&volume),
+            accepts: accepts::<snapshot::VolumeSnapshot>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "IgnoredSnapshotEntry",
+            sample: to_value(&ignored),
+            accepts: accepts::<crate::api::IgnoredEntry>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "SnapshotInfo",
+            sample: to_value(&crate::api::SnapshotInfo {
+                manifest: manifest.clone(),
+                chain: vec!["base".into(), "d1".into()],
+                dependents: vec!["d2".into()],
+            }),
+            accepts: accepts::<crate::api::SnapshotInfo>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "SnapshotManifest",
+            sample: to_value(&manifest),
+            accepts: accepts::<snapshot::Manifest>,
+            enums: vec![("kind", kinds())],
+        },
+        SchemaCheck {
+            name: "SnapshotMemory",
+            sample: to_value(&memory),
+            accepts: accepts::<snapshot::MemoryInfo>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "MemoryLayout",
+            sample: to_value(&layout),
+            accepts: accepts::<snapshot::MemoryLayout>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "MemoryRegion",
+            sample: to_value(&region),
+            accepts: accepts::<snapshot::MemoryRegion>,
+            enums: vec![],
+        },
         SchemaCheck {
             name: "SnapshotCreate",
             sample: to_value(&crate::api::SnapshotCreate {
