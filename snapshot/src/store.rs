@@ -20,7 +20,7 @@ use crate::limits::MAX_CHAIN_LEN;
 use crate::manifest::{
     validate_id, Manifest, SnapshotKind, DIFF_MEMORY_FILE, FULL_MEMORY_FILE, MANIFEST_FILE,
 };
-use crate::memory::{consolidate, FullImage, ImageStats};
+use crate::memory::{consolidate, DiffImage, FullImage, ImageStats};
 use crate::pending::{try_flock, WRITER_LOCK};
 use crate::state::StateFile;
 
@@ -293,6 +293,38 @@ impl SnapshotStore {
         let img = FullImage::open(&self.dir(id).join(&m.memory.file))?;
         img.expect_layout(&m.memory.layout)?;
         Ok(img)
+    }
+
+    /// Opens the memory of snapshot `id` for restore as its chain: the newest full image
+    /// before it (to map) and the diffs after that, oldest first (to lay over it with
+    /// [`DiffImage::apply_to`]); each checked to apply to the one before.
+    pub fn open_memory_chain(&self, id: &str) -> Result<(FullImage, Vec<DiffImage>)> {
+        let chain = self.chain(id)?;
+        let (base_id, diff_ids) = chain
+            .split_first()
+            .ok_or_else(|| SnapshotError::NotFound { id: id.into() })?;
+        let base = self.open_memory(base_id)?;
+        let mut tag = base.tag().to_string();
+        let mut diffs = Vec::with_capacity(diff_ids.len());
+        for d in diff_ids {
+            let m = self.get(d)?;
+            let path = self.dir(d).join(&m.memory.file);
+            let diff = DiffImage::open(&path)?;
+            if diff.layout() != base.layout() || diff.base_tag() != tag {
+                return Err(SnapshotError::Mismatch {
+                    path,
+                    problem: format!(
+                        "the diff applies to image {:?} of layout {}, not to {tag:?} of {}",
+                        diff.base_tag(),
+                        diff.layout().describe(),
+                        base.layout().describe()
+                    ),
+                });
+            }
+            tag = diff.tag().to_string();
+            diffs.push(diff);
+        }
+        Ok((base, diffs))
     }
 
     /// Writes the complete memory of snapshot `id` (its chain applied) as a full image at

@@ -448,7 +448,8 @@ fn ten_diff_snapshots_restore_to_the_same_memory_as_a_full_one() {
             offset += n as u64;
         }
     }
-    // And the tenth diff restores (its chain is consolidated first) and continues like the original.
+    // And the tenth diff restores (its ten diffs laid over the full image's memory) and
+    // continues like the original.
     let (ok, stderr) = restore(&store.join("d10"), &scratch.path("restore.stderr"));
     assert!(ok, "{stderr}");
     let restored = std::fs::read_to_string(&vm.serial_log).expect("serial");
@@ -503,6 +504,61 @@ fn periodic_snapshots_keep_the_newest_and_the_newest_restores() {
     let original = vm.wait_serial("reprise-guest: done", Duration::from_secs(30));
     stop(&mut vm);
     set_aside(&vm.serial_log);
+    let (ok, stderr) = restore(&store.join(&newest), &scratch.path("restore.stderr"));
+    assert!(ok, "{stderr}");
+    let restored = std::fs::read_to_string(&vm.serial_log).expect("serial");
+    assert!(restored.ends_with("reprise-guest: done\n"), "{restored}");
+    assert!(
+        original.ends_with(&restored),
+        "original:\n{original}\nrestored:\n{restored}"
+    );
+}
+
+#[test]
+fn periodic_diffs_are_consolidated_in_the_background_so_chains_stay_short() {
+    require_kvm();
+    let scratch = Scratch::new("snap-chains");
+    let store = scratch.path("snapshots");
+    let mut vm = start(
+        &scratch,
+        "workload=dirty dirty.mib=4 dirty.rate=2000 dirty.seconds=5",
+        json!([]),
+    );
+    vm.wait_serial("dirty: second=1 ", Duration::from_secs(30));
+    vm.api_ok(
+        "PUT",
+        "/snapshot/schedule",
+        json!({"snapshot_dir": store, "interval_ms": 100}),
+    );
+    vm.wait_serial("dirty: second=3 ", Duration::from_secs(30));
+    vm.api_ok(
+        "PUT",
+        "/snapshot/schedule",
+        json!({"snapshot_dir": store, "interval_ms": 0}),
+    );
+    let original = vm.wait_serial("reprise-guest: done", Duration::from_secs(30));
+    stop(&mut vm);
+    let snapshots = snapshot::SnapshotStore::open(&store).expect("store");
+    let listing = snapshots.list().expect("list");
+    // The VMM's `MAX_DIFFS_AT_RESTORE`.
+    let max = 4;
+    assert!(
+        listing.snapshots.len() > max + 2,
+        "too few snapshots to tell: {listing:?}"
+    );
+    let fulls = listing
+        .snapshots
+        .iter()
+        .filter(|m| m.kind == snapshot::SnapshotKind::Full)
+        .count();
+    assert!(fulls >= 2, "no diff was consolidated: {listing:?}");
+    for m in &listing.snapshots {
+        let chain = snapshots.chain(&m.id).expect("chain");
+        assert!(chain.len() <= max + 1, "{}: chain {chain:?}", m.id);
+    }
+    // The newest restores (its few diffs laid over the newest full image).
+    set_aside(&vm.serial_log);
+    let newest = listing.snapshots.last().expect("newest").id.clone();
     let (ok, stderr) = restore(&store.join(&newest), &scratch.path("restore.stderr"));
     assert!(ok, "{stderr}");
     let restored = std::fs::read_to_string(&vm.serial_log).expect("serial");

@@ -207,6 +207,11 @@ impl DiffImage {
         )
     }
 
+    /// The stored checksum of group `g` (stored pages `g * 256 ..`).
+    pub(crate) fn group_crc(&self, g: usize) -> Option<u32> {
+        self.crcs.get(g).copied()
+    }
+
     /// Reads all stored pages and checks their checksums.
     pub fn verify(&self) -> Result<()> {
         let group = (BLOCK_PAGES * PAGE_SIZE) as usize;

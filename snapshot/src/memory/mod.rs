@@ -44,6 +44,7 @@ mod full;
 mod header;
 mod holes;
 mod layout;
+mod overlay;
 mod precopy;
 mod zero;
 

@@ -22,6 +22,7 @@ use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 use devices::GuestMemory;
 
 use super::devices_state;
+use super::phases::Phases;
 use super::staging::Staging;
 use crate::builder::RunningVm;
 use crate::config::VmConfig;
@@ -337,35 +338,4 @@ pub fn create(
         stop_us,
         memory_bytes: stats.data_bytes,
     })
-}
-
-/// Elapsed time of each step of a snapshot, for the debug log.
-struct Phases {
-    last: Instant,
-    marks: Vec<(&'static str, u64)>,
-}
-
-impl Phases {
-    fn new(start: Instant) -> Self {
-        Phases {
-            last: start,
-            marks: Vec::new(),
-        }
-    }
-
-    fn mark(&mut self, name: &'static str) {
-        let now = Instant::now();
-        self.marks
-            .push((name, now.duration_since(self.last).as_micros() as u64));
-        self.last = now;
-    }
-
-    fn report(&self) -> String {
-        let parts: Vec<String> = self
-            .marks
-            .iter()
-            .map(|(n, us)| format!("{n} {us} us"))
-            .collect();
-        parts.join(", ")
-    }
 }

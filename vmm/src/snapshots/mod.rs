@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod create;
 pub mod devices_state;
 pub mod net_overrides;
+pub mod phases;
 pub mod restore;
 pub mod schedule;
 pub mod staging;

@@ -12,6 +12,7 @@ use devices::virtio::{Block, BlockArgs, MmioTransport, MmioTransportArgs, Net, N
 use snapshot::{Persist, SnapshotStore, StateFile};
 
 use super::create::{sections, SnapshotMeta};
+use super::phases::Phases;
 use super::devices_state::{DevicesState, VirtioDeviceState};
 use super::net_overrides::{self, NetOverride};
 use crate::builder::{self, RunningVm};
@@ -89,7 +90,8 @@ pub fn restore(
         return Err(fail("there is no snapshot directory there".into()));
     }
     let store = SnapshotStore::open(root).map_err(|e| fail(e.to_string()))?;
-    let mut manifest = store.get(id).map_err(|e| fail(e.to_string()))?;
+    let mut phases = Phases::new(std::time::Instant::now());
+    let manifest = store.get(id).map_err(|e| fail(e.to_string()))?;
     let mut config: VmConfig = serde_json::from_value(manifest.vm_config.clone())
         .map_err(|e| fail(format!("the saved VM configuration is not valid: {e}")))?;
     if let Some(out) = &options.serial_output {
@@ -99,11 +101,6 @@ pub fn restore(
         config.serial.input = Some(input.clone());
     }
     net_overrides::apply(&mut config, &options.nets).map_err(fail)?;
-    if manifest.kind == snapshot::SnapshotKind::Diff {
-        // Fold the chain into a full image once, so this and later restores map one file.
-        log::info!("consolidating diff snapshot {id} into a full one before restoring");
-        manifest = store.consolidate(id).map_err(|e| fail(e.to_string()))?;
-    }
     let state: StateFile = store.open_state(id).map_err(|e| fail(e.to_string()))?;
     let meta: SnapshotMeta = state.get(sections::META).map_err(|e| fail(e.to_string()))?;
     if meta.vcpu_count != config.machine.vcpu_count {
@@ -112,7 +109,12 @@ pub fn restore(
             meta.vcpu_count, config.machine.vcpu_count
         )));
     }
-    let image = store.open_memory(id).map_err(|e| fail(e.to_string()))?;
+    // The chain's full image is mapped; a diff's chain (kept short by consolidation in the
+    // background) is laid over it.
+    let (image, diffs) = store
+        .open_memory_chain(id)
+        .map_err(|e| fail(e.to_string()))?;
+    phases.mark("open state and memory");
     let expected = crate::arch::layout::ram_ranges(config.machine.mem_size_mib << 20);
     let regions: Vec<(u64, u64)> = image
         .layout()
@@ -129,7 +131,13 @@ pub fn restore(
     let offsets: Vec<u64> = (0..regions.len()).map(|i| image.region_offset(i)).collect();
     let memory = map_guest_memory_private(image.file(), &regions, &offsets)
         .map_err(|e| fail(e.to_string()))?;
+    phases.mark("map memory");
+    if !diffs.is_empty() {
+        lay_diffs_over(&memory, &diffs).map_err(fail)?;
+        phases.mark("lay diffs over memory");
+    }
     let vm = Vm::new(&memory).map_err(|e| fail(e.to_string()))?;
+    phases.mark("create VM");
     let count = config.machine.vcpu_count;
     let control = if options.paused {
         VcpuControl::new_paused(usize::from(count))
@@ -153,6 +161,7 @@ pub fn restore(
             d.volume_path = Some(clone);
         }
     }
+    phases.mark("console and volume clones");
     let mut drive_handles = Vec::new();
     for slot in &devices.virtio {
         let transport_state = slot.transport.clone();
@@ -225,6 +234,7 @@ pub fn restore(
         }
     }
 
+    phases.mark("virtio devices");
     let fds = builder::create_vcpu_fds(&vm, count).map_err(|e| fail(e.to_string()))?;
     let vm_state: VmState = state.get(sections::VM).map_err(|e| fail(e.to_string()))?;
     vm_state.restore(vm.fd()).map_err(|e| fail(e.to_string()))?;
@@ -235,10 +245,13 @@ pub fn restore(
         s.validate(i as u8).map_err(|e| fail(e.to_string()))?;
         s.restore(fd).map_err(|e| fail(e.to_string()))?;
     }
+    phases.mark("vCPU and VM state");
     let cmdline = format!("(restored from snapshot {id})");
     let running =
         builder::start_vcpus(fds, memory, vm, control, dm, serial, cmdline, drive_handles)
             .map_err(|e| fail(e.to_string()))?;
+    phases.mark("start vCPUs");
+    log::debug!("restore of {id} phases: {}", phases.report());
     if options.paused && !crate::vstate::vcpu::pause_all(&running.control, &running.vcpus) {
         log::warn!("a restored vCPU did not report itself paused in time");
     }
@@ -249,4 +262,22 @@ pub fn restore(
         if options.paused { ", paused" } else { "" }
     );
     Ok((config, running))
+}
+
+/// Writes the pages of `diffs` (oldest first) into the freshly mapped guest `memory`.
+fn lay_diffs_over(memory: &devices::GuestMemory, diffs: &[snapshot::DiffImage]) -> Result<(), String> {
+    use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+    let mut slices = Vec::new();
+    for region in memory.iter() {
+        let host = region
+            .get_host_address(vm_memory::MemoryRegionAddress(0))
+            .map_err(|e| e.to_string())?;
+        // SAFETY: the region is a private mapping of `len` bytes owned by `memory`, which
+        // outlives the slices; no vCPU or device exists yet, so nothing else accesses it.
+        slices.push(unsafe { std::slice::from_raw_parts_mut(host, region.len() as usize) });
+    }
+    for diff in diffs {
+        diff.apply_to(&mut slices).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

@@ -43,6 +43,22 @@ impl Scheduler {
     }
 }
 
+/// The longest chain of diffs a restore lays over a full image: when a periodic diff would
+/// make it longer, the snapshot thread consolidates that diff into a full image (in the
+/// background: the VM runs meanwhile).
+pub const MAX_DIFFS_AT_RESTORE: usize = 4;
+
+/// Consolidates snapshot `id` if its chain holds more than [`MAX_DIFFS_AT_RESTORE`] diffs.
+pub fn keep_chain_short(store_dir: &std::path::Path, id: &str) -> Result<bool, String> {
+    let store = SnapshotStore::open(store_dir).map_err(|e| e.to_string())?;
+    let chain = store.chain(id).map_err(|e| e.to_string())?;
+    if chain.len() <= MAX_DIFFS_AT_RESTORE + 1 {
+        return Ok(false);
+    }
+    store.consolidate(id).map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
 /// Keeps what `schedule` asks for: consolidates the oldest kept snapshot when older ones are
 /// pinned by its chain, then deletes the expired ones.
 pub fn apply_retention(schedule: &SnapshotSchedule) -> Result<usize, String> {
@@ -97,13 +113,22 @@ pub fn spawn(vmm: Weak<Vmm>, scheduler: std::sync::Arc<Scheduler>) -> std::io::R
                 }),
             };
             use crate::api::VmmControl;
-            match vmm.create_snapshot(request) {
-                Ok(_) => match apply_retention(&schedule) {
-                    Ok(n) if n > 0 => log::debug!("retention removed {n} snapshot(s)"),
-                    Ok(_) => {}
-                    Err(e) => log::warn!("snapshot retention: {e}"),
-                },
-                Err(e) => log::warn!("periodic snapshot: {}", e.message),
+            let created = match vmm.create_snapshot(request) {
+                Ok(created) => created,
+                Err(e) => {
+                    log::warn!("periodic snapshot: {}", e.message);
+                    continue;
+                }
+            };
+            // The VM runs on; this thread tidies the store.
+            drop(vmm);
+            if let Err(e) = keep_chain_short(&schedule.snapshot_dir, &created.id) {
+                log::warn!("consolidating snapshot {}: {e}", created.id);
+            }
+            match apply_retention(&schedule) {
+                Ok(n) if n > 0 => log::debug!("retention removed {n} snapshot(s)"),
+                Ok(_) => {}
+                Err(e) => log::warn!("snapshot retention: {e}"),
             }
         })?;
     Ok(())
