@@ -270,14 +270,20 @@ fn diff_chain_consolidates_to_the_full_image_of_the_final_memory() {
         let mut slices: Vec<&mut [u8]> = mem.iter_mut().map(|m| m.as_mut_slice()).collect();
         assert_eq!(d.apply_to(&mut slices).unwrap(), d.dirty_pages());
     }
-    assert!(mem == g.mem, "diffs laid over the base differ from the final memory");
+    assert!(
+        mem == g.mem,
+        "diffs laid over the base differ from the final memory"
+    );
     // A flipped byte in a diff's data is caught while it is laid over memory.
     let bad = dir.join("flipped.diff");
     let mut bytes = std::fs::read(&diffs[3]).unwrap();
     bytes[4096 + 100] ^= 0x40;
     std::fs::write(&bad, bytes).unwrap();
     let mut slices: Vec<&mut [u8]> = mem.iter_mut().map(|m| m.as_mut_slice()).collect();
-    let e = DiffImage::open(&bad).unwrap().apply_to(&mut slices).unwrap_err();
+    let e = DiffImage::open(&bad)
+        .unwrap()
+        .apply_to(&mut slices)
+        .unwrap_err();
     assert!(matches!(e, SnapshotError::Checksum { .. }), "{e}");
     assert!(e.to_string().contains("flipped.diff"), "{e}");
     // Out of order: refused, naming the diff and the images.

@@ -49,7 +49,10 @@ impl DiffImage {
     pub fn apply_to(&self, memory: &mut [&mut [u8]]) -> Result<u64> {
         let regions = &self.layout().regions;
         if memory.len() != regions.len()
-            || memory.iter().zip(regions).any(|(m, r)| m.len() as u64 != r.len)
+            || memory
+                .iter()
+                .zip(regions)
+                .any(|(m, r)| m.len() as u64 != r.len)
         {
             return Err(SnapshotError::InvalidInput(format!(
                 "{}: the memory given does not have the diff's layout {}",

@@ -12,9 +12,9 @@ use devices::virtio::{Block, BlockArgs, MmioTransport, MmioTransportArgs, Net, N
 use snapshot::{Persist, SnapshotStore, StateFile};
 
 use super::create::{sections, SnapshotMeta};
-use super::phases::Phases;
 use super::devices_state::{DevicesState, VirtioDeviceState};
 use super::net_overrides::{self, NetOverride};
+use super::phases::Phases;
 use crate::builder::{self, RunningVm};
 use crate::config::{DriveConfig, VmConfig};
 use crate::device_manager::{DeviceError, DeviceManager, VirtioHandle};
@@ -33,6 +33,25 @@ pub struct RestoreError {
     pub snapshot: String,
     /// What went wrong.
     pub problem: String,
+}
+
+/// Clones every volume snapshot on a thread of its own; the result maps drive ids to clones.
+fn spawn_volume_clones(
+    volumes: Vec<snapshot::VolumeSnapshot>,
+    vm_id: String,
+) -> std::io::Result<std::thread::JoinHandle<Result<Vec<(String, PathBuf)>, String>>> {
+    std::thread::Builder::new()
+        .name("volume-clones".into())
+        .spawn(move || {
+            volumes
+                .iter()
+                .map(|vs| {
+                    let clone =
+                        clone_volume(Path::new(&vs.volume_path), &vs.snapshot_name, &vm_id)?;
+                    Ok((vs.drive_id.clone(), clone))
+                })
+                .collect()
+        })
 }
 
 /// A clone of `volume` at `snapshot` for a restored VM, next to the original volume.
@@ -101,6 +120,9 @@ pub fn restore(
         config.serial.input = Some(input.clone());
     }
     net_overrides::apply(&mut config, &options.nets).map_err(fail)?;
+    // Cloning volumes (a few file creations and flushes each) overlaps the rest.
+    let clones = spawn_volume_clones(manifest.volumes.clone(), vm_id.to_string())
+        .map_err(|e| fail(format!("cannot start a thread to clone volumes: {e}")))?;
     let state: StateFile = store.open_state(id).map_err(|e| fail(e.to_string()))?;
     let meta: SnapshotMeta = state.get(sections::META).map_err(|e| fail(e.to_string()))?;
     if meta.vcpu_count != config.machine.vcpu_count {
@@ -154,10 +176,12 @@ pub fn restore(
         .map_err(|e| fail(e.to_string()))?;
 
     // Volume drives continue on clones of the volume snapshots taken with this snapshot.
-    for vs in &manifest.volumes {
-        let clone =
-            clone_volume(Path::new(&vs.volume_path), &vs.snapshot_name, vm_id).map_err(fail)?;
-        if let Some(d) = config.drives.iter_mut().find(|d| d.drive_id == vs.drive_id) {
+    for (drive_id, clone) in clones
+        .join()
+        .map_err(|_| fail("the volume-cloning thread failed".into()))?
+        .map_err(fail)?
+    {
+        if let Some(d) = config.drives.iter_mut().find(|d| d.drive_id == drive_id) {
             d.volume_path = Some(clone);
         }
     }
@@ -265,7 +289,10 @@ pub fn restore(
 }
 
 /// Writes the pages of `diffs` (oldest first) into the freshly mapped guest `memory`.
-fn lay_diffs_over(memory: &devices::GuestMemory, diffs: &[snapshot::DiffImage]) -> Result<(), String> {
+fn lay_diffs_over(
+    memory: &devices::GuestMemory,
+    diffs: &[snapshot::DiffImage],
+) -> Result<(), String> {
     use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
     let mut slices = Vec::new();
     for region in memory.iter() {
