@@ -35,11 +35,14 @@ pub struct RestoreError {
     pub problem: String,
 }
 
-/// Clones every volume snapshot on a thread of its own; the result maps drive ids to clones.
+/// Drive ids and the clones made for them.
+type VolumeClones = Result<Vec<(String, PathBuf)>, String>;
+
+/// Clones every volume snapshot on a thread of its own.
 fn spawn_volume_clones(
     volumes: Vec<snapshot::VolumeSnapshot>,
     vm_id: String,
-) -> std::io::Result<std::thread::JoinHandle<Result<Vec<(String, PathBuf)>, String>>> {
+) -> std::io::Result<std::thread::JoinHandle<VolumeClones>> {
     std::thread::Builder::new()
         .name("volume-clones".into())
         .spawn(move || {
