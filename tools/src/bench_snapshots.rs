@@ -8,6 +8,9 @@
 //! its loop, timed with its TSC (`dirty.gap_us`; see `tests/guest/src/workload/dirty.rs`).
 //! QEMU has no incremental snapshot: each of its saves writes all of guest RAM (zero pages
 //! as markers), so its figure stands next to Reprise's full and diff snapshots alike.
+//! Restore is timed from process start to the guest running (Reprise: the first `KVM_RUN`,
+//! from the VMM's log; QEMU: `cont` done) and to the guest's first serial line (the dirty
+//! workload reports the time it lost at once, so that line comes as soon as it runs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,13 +29,14 @@ pub struct SnapshotBenchOptions {
     pub mem_mib: Vec<u64>,
     /// Dirty rates, page writes per second (0 = as fast as the guest can).
     pub rates: Vec<u64>,
-    /// Full snapshots per run (Reprise), before the diffs.
+    /// Full snapshots per run (at least 1), before the diffs (QEMU saves `fulls + diffs`
+    /// times).
     pub fulls: usize,
     /// Diff snapshots per run (Reprise).
     pub diffs: usize,
     /// Time between snapshots; each is taken in the middle of its interval.
     pub interval: Duration,
-    /// Restores measured per snapshot kind.
+    /// Restores of the last full snapshot timed per run (QEMU: of the save taken then).
     pub restores: usize,
     /// Gaps the guest reports at once, µs and longer.
     pub gap_threshold_us: u64,
@@ -49,7 +53,7 @@ pub struct PauseSample {
     pub pause_ms: f64,
     /// Reprise: the API request's round trip; QEMU: same as `pause_ms`. ms.
     pub request_ms: f64,
-    /// The longest gap the guest reported after it, ms (0 if below the threshold).
+    /// The gap the guest reported for it, ms (0 if below the threshold).
     pub guest_gap_ms: f64,
     /// Allocated bytes on disk.
     pub bytes: u64,
@@ -58,7 +62,7 @@ pub struct PauseSample {
 /// One restore.
 #[derive(Debug, Clone, Copy)]
 pub struct RestoreSample {
-    /// Process start → the first `KVM_RUN` (Reprise), or → QMP reports `running` (QEMU). ms.
+    /// Process start → the first `KVM_RUN` (Reprise), or → QMP `cont` done (QEMU). ms.
     pub running_ms: f64,
     /// Process start → the guest's first serial line. ms.
     pub line_ms: f64,
@@ -69,11 +73,11 @@ pub struct RestoreSample {
 pub struct VmmFigures {
     /// The guest's longest gap in a second without snapshots, ms.
     pub baseline_gap_ms: f64,
-    /// Full snapshots (QEMU: every save).
+    /// Full snapshots, the VM's first one first (QEMU: every save).
     pub full: Vec<PauseSample>,
     /// Diff snapshots (Reprise only).
     pub diff: Vec<PauseSample>,
-    /// Restores of a full snapshot (QEMU: of its last save).
+    /// Restores of the last full snapshot (QEMU: of the save taken at the same time).
     pub restore: Vec<RestoreSample>,
     /// The first restore of the last diff snapshot, which consolidates its chain (Reprise).
     pub restore_diff: Option<RestoreSample>,
@@ -102,6 +106,9 @@ pub fn run_all(
     dir: &Path,
     opts: &SnapshotBenchOptions,
 ) -> Result<Vec<Scenario>, String> {
+    if opts.fulls == 0 || opts.restores == 0 {
+        return Err("the snapshot bench needs at least one full snapshot and one restore".into());
+    }
     let mut out = Vec::new();
     for &mem_mib in &opts.mem_mib {
         for &rate in &opts.rates {
@@ -180,19 +187,30 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// How long after the VMM answered the guest's report of a pause may arrive.
-const GAP_REPORT_GRACE: Duration = Duration::from_millis(100);
+const GAP_REPORT_GRACE: Duration = Duration::from_millis(50);
 
-/// The gap the guest reported for a pause that ended by `answered`: the first
-/// `dirty-gap: us=` line received, if it came by `answered` + [`GAP_REPORT_GRACE`]
-/// (later ones are the host's scheduling noise), in ms; 0 if there is none (the pause was
-/// below the guest's threshold).
-fn gap_ms(lines: &[(Instant, String)], answered: Instant) -> f64 {
-    lines
+/// The gap the guest reported for a pause that the host saw last `host_ms` and that ended by
+/// `answered`, in ms; 0 if the guest reported none (the pause was below its threshold).
+///
+/// The guest prints its report as soon as it runs again, so it is among the `dirty-gap`
+/// lines that arrived by `answered` + [`GAP_REPORT_GRACE`]; before it may come reports of
+/// the host's scheduling noise from between the request and the pause. The first report of
+/// at least half the host's figure is taken (the guest cannot see a pause much shorter than
+/// it was: at most one tick less); if there is none, the longest one, so that a guest that
+/// saw much less than the host claims shows as such.
+fn gap_ms(lines: &[(Instant, String)], answered: Instant, host_ms: f64) -> f64 {
+    let reports: Vec<f64> = lines
         .iter()
-        .find_map(|(at, l)| Some((at, l.strip_prefix("dirty-gap: us=")?)))
-        .filter(|(at, _)| **at <= answered + GAP_REPORT_GRACE)
-        .and_then(|(_, v)| v.trim().parse::<f64>().ok())
-        .map_or(0.0, |us| us / 1e3)
+        .filter(|(at, _)| *at <= answered + GAP_REPORT_GRACE)
+        .filter_map(|(_, l)| l.strip_prefix("dirty-gap: us="))
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .map(|us| us / 1e3)
+        .collect();
+    reports
+        .iter()
+        .copied()
+        .find(|&ms| ms >= host_ms / 2.0)
+        .unwrap_or_else(|| reports.iter().copied().fold(0.0, f64::max))
 }
 
 /// Waits until the guest has run two seconds; returns its longest gap in the second one, ms.
@@ -253,7 +271,7 @@ fn reprise_run(
         let sample = PauseSample {
             pause_ms: pause_us / 1e3,
             request_ms,
-            guest_gap_ms: gap_ms(&lines, answered),
+            guest_gap_ms: gap_ms(&lines, answered, pause_us / 1e3),
             bytes: allocated_bytes(&store.join(&id)),
         };
         if diff {
@@ -328,10 +346,10 @@ fn qemu_run(
         baseline_gap_ms: warm_up(&mut p)?,
         ..VmmFigures::default()
     };
-    let mut last = PathBuf::new();
+    // The save taken when Reprise takes its last full snapshot is the one restored.
+    let mut kept = PathBuf::new();
     for k in 0..opts.fulls + opts.diffs {
         let file = dir.join(format!("qemu-{}-{k}.mig", spec.mem_mib));
-        let _ = std::fs::remove_file(&last);
         p.lines_for(opts.interval / 2);
         qmp.clear_events();
         let t = Instant::now();
@@ -360,17 +378,21 @@ fn qemu_run(
         figures.full.push(PauseSample {
             pause_ms: ms,
             request_ms: ms,
-            guest_gap_ms: gap_ms(&lines, answered),
+            guest_gap_ms: gap_ms(&lines, answered, ms),
             bytes: allocated_bytes(&file),
         });
-        last = file;
+        if k + 1 == opts.fulls {
+            kept = file;
+        } else {
+            let _ = std::fs::remove_file(&file);
+        }
     }
     drop(qmp);
     drop(p);
     for _ in 0..opts.restores {
-        figures.restore.push(qemu_restore(spec, &last, dir)?);
+        figures.restore.push(qemu_restore(spec, &kept, dir)?);
     }
-    let _ = std::fs::remove_file(&last);
+    let _ = std::fs::remove_file(&kept);
     Ok(figures)
 }
 
@@ -408,18 +430,20 @@ fn qemu_restore(spec: &GuestSpec<'_>, file: &Path, dir: &Path) -> Result<Restore
     })
 }
 
-/// `median / max` of `xs`, ms with two decimals.
-fn med_max(xs: impl Iterator<Item = f64>) -> (f64, f64) {
+/// Median, max and count of `xs`.
+fn med_max(xs: impl Iterator<Item = f64>) -> (f64, f64, usize) {
     let mut v: Vec<f64> = xs.collect();
     let max = v.iter().copied().fold(f64::NAN, f64::max);
-    (median(&mut v), max)
+    let n = v.len();
+    (median(&mut v), max, n)
 }
 
-fn fmt_mm((m, x): (f64, f64)) -> String {
-    if m.is_nan() {
-        "-".into()
-    } else {
-        format!("{m:.2} / {x:.2}")
+/// `median / max` in ms with two decimals; just the value if there is one sample.
+fn fmt_mm((m, x, n): (f64, f64, usize)) -> String {
+    match n {
+        0 => "-".into(),
+        1 => format!("{m:.2}"),
+        _ => format!("{m:.2} / {x:.2}"),
     }
 }
 
@@ -437,7 +461,7 @@ fn mib(bytes: f64) -> String {
 /// Prints the figures as Markdown tables.
 pub fn print_tables(scenarios: &[Scenario], opts: &SnapshotBenchOptions) {
     println!(
-        "\n## Snapshot pause: `workload=dirty dirty.mib=16`, {} full then {} diff snapshots {} ms apart (QEMU: {} saves, `stop` + migrate to file + `cont`)",
+        "\n## Snapshot pause: `workload=dirty dirty.mib=16`, {} full then {} diff snapshots {} ms apart (QEMU: {} saves, each `stop`, migrate to a file, `cont`)",
         opts.fulls,
         opts.diffs,
         opts.interval.as_millis(),
@@ -445,22 +469,32 @@ pub fn print_tables(scenarios: &[Scenario], opts: &SnapshotBenchOptions) {
     );
     println!(
         "\nms, median / max. Guest gap: the time the guest's loop lost, by its TSC, as it \
-         reported first after the request (0 = under {} µs; while the guest sleeps the \
-         resolution is one {} Hz tick). QEMU has no diff snapshot: its columns repeat its \
-         saves of all RAM. Ratio: Reprise guest gap / QEMU guest gap (medians).",
+         reported right after the pause (0 = under {} µs; while the guest sleeps the \
+         resolution is one {} Hz tick). First: the VM's first snapshot (QEMU: save); \
+         again: the later full ones. QEMU has no diff snapshot: next to Reprise's diffs \
+         stand its later saves (all of RAM). Ratio: Reprise guest gap / QEMU guest gap \
+         (medians).",
         opts.gap_threshold_us, opts.guest_hz
     );
     println!("\n| guest | dirty rate | snapshot | Reprise pause (API) | Reprise request | Reprise guest gap | QEMU stop→cont | QEMU guest gap | ratio |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for s in scenarios {
         let q = s.qemu.as_ref();
-        let q_pause = q.map(|q| med_max(q.full.iter().map(|x| x.pause_ms)));
-        let q_gap = q.map(|q| med_max(q.full.iter().map(|x| x.guest_gap_ms)));
-        for (kind, samples) in [("full", &s.reprise.full), ("diff", &s.reprise.diff)] {
+        let (r_first, r_later) = s.reprise.full.split_at(s.reprise.full.len().min(1));
+        let (q_first, q_later) = q
+            .map(|q| q.full.split_at(q.full.len().min(1)))
+            .unwrap_or_default();
+        let rows = [
+            ("full, first", r_first, q_first),
+            ("full, again", r_later, q_later),
+            ("diff", &s.reprise.diff[..], q_later),
+        ];
+        for (kind, samples, qemu) in rows {
             if samples.is_empty() {
                 continue;
             }
             let gap = med_max(samples.iter().map(|x| x.guest_gap_ms));
+            let q_gap = med_max(qemu.iter().map(|x| x.guest_gap_ms));
             println!(
                 "| {} MiB | {} | {kind} | {} | {} | {} | {} | {} | {} |",
                 s.mem_mib,
@@ -468,9 +502,9 @@ pub fn print_tables(scenarios: &[Scenario], opts: &SnapshotBenchOptions) {
                 fmt_mm(med_max(samples.iter().map(|x| x.pause_ms))),
                 fmt_mm(med_max(samples.iter().map(|x| x.request_ms))),
                 fmt_mm(gap),
-                q_pause.map(fmt_mm).unwrap_or_else(|| "-".into()),
-                q_gap.map(fmt_mm).unwrap_or_else(|| "-".into()),
-                fmt_ratio(gap.0, q_gap.map(|g| g.0)),
+                fmt_mm(med_max(qemu.iter().map(|x| x.pause_ms))),
+                fmt_mm(q_gap),
+                fmt_ratio(gap.0, (q_gap.2 > 0).then_some(q_gap.0)),
             );
         }
     }
@@ -496,26 +530,43 @@ pub fn print_tables(scenarios: &[Scenario], opts: &SnapshotBenchOptions) {
         }
     );
 
-    println!("\n## Snapshot size on disk (allocated bytes, MiB)");
-    println!("\n| guest | dirty rate | Reprise full | Reprise diff (median) | QEMU migration file | full / QEMU | diff / QEMU |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("\n## Snapshot size on disk (allocated bytes, MiB, medians)");
+    println!(
+        "\nQEMU's saves are taken on the same schedule: next to Reprise's full snapshots stand \
+         the saves taken at the same times, next to its diffs the later ones."
+    );
+    println!("\n| guest | dirty rate | Reprise full | QEMU save | full / QEMU | Reprise diff | QEMU save | diff / QEMU |");
+    println!("|---|---|---|---|---|---|---|---|");
     for s in scenarios {
         let bytes = |v: &[PauseSample]| {
             let mut b: Vec<f64> = v.iter().map(|x| x.bytes as f64).collect();
             median(&mut b)
         };
+        let fulls = s.reprise.full.len();
         let full = bytes(&s.reprise.full);
         let diff = bytes(&s.reprise.diff);
-        let q = s.qemu.as_ref().map(|q| bytes(&q.full));
+        let q_full = s
+            .qemu
+            .as_ref()
+            .map(|q| bytes(&q.full[..fulls.min(q.full.len())]));
+        let q_later = s
+            .qemu
+            .as_ref()
+            .map(|q| bytes(&q.full[fulls.min(q.full.len())..]));
+        let shown = |b: Option<f64>| match b {
+            Some(b) if !b.is_nan() => mib(b),
+            _ => "-".into(),
+        };
         println!(
-            "| {} MiB | {} | {} | {} | {} | {} | {} |",
+            "| {} MiB | {} | {} | {} | {} | {} | {} | {} |",
             s.mem_mib,
             rate_label(s.rate),
             mib(full),
-            if diff.is_nan() { "-".into() } else { mib(diff) },
-            q.map(mib).unwrap_or_else(|| "-".into()),
-            fmt_ratio(full, q),
-            fmt_ratio(diff, q),
+            shown(q_full),
+            fmt_ratio(full, q_full),
+            shown(Some(diff)),
+            shown(q_later),
+            fmt_ratio(diff, q_later),
         );
     }
 
@@ -524,8 +575,8 @@ pub fn print_tables(scenarios: &[Scenario], opts: &SnapshotBenchOptions) {
         opts.restores
     );
     println!(
-        "\nReprise runs: the first `KVM_RUN` (the VMM logs its CLOCK_MONOTONIC time); QEMU \
-         runs: `cont` after `-incoming` answered. From diff: the first restore of the last \
+        "\nReprise runs: its first `KVM_RUN` (the VMM logs its CLOCK_MONOTONIC time); QEMU \
+         runs: QMP `cont` returned, after the incoming migration finished. From diff: the first restore of the last \
          diff, which consolidates the chain into a full image. Ratio: Reprise / QEMU, first \
          line from the full snapshot."
     );
@@ -556,5 +607,50 @@ pub fn print_tables(scenarios: &[Scenario], opts: &SnapshotBenchOptions) {
                 .unwrap_or_else(|| "-".into()),
             fmt_ratio(r_line, q_line),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(at: Instant, texts: &[(u64, &str)]) -> Vec<(Instant, String)> {
+        texts
+            .iter()
+            .map(|&(ms, t)| (at + Duration::from_millis(ms), t.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_pause_report_is_picked_over_noise_before_and_after_it() {
+        let t = Instant::now();
+        let l = lines(
+            t,
+            &[
+                (1, "dirty-gap: us=4100"),
+                (2, "dirty: second=3 writes=1 checksum=0 max_gap_us=4100"),
+                (20, "dirty-gap: us=15200"),
+                (200, "dirty-gap: us=30000"),
+            ],
+        );
+        assert_eq!(gap_ms(&l, t + Duration::from_millis(25), 14.0), 15.2);
+        // Reports that came well after the answer are not about this pause.
+        assert_eq!(gap_ms(&l[..1], t + Duration::from_millis(25), 14.0), 4.1);
+        assert_eq!(gap_ms(&l[3..], t, 14.0), 0.0);
+        assert_eq!(gap_ms(&[], t, 14.0), 0.0);
+    }
+
+    #[test]
+    fn allocated_bytes_counts_blocks_not_length() {
+        let dir = std::env::temp_dir().join(format!("bench-snap-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+        let sparse = dir.join("sub/sparse");
+        std::fs::File::create(&sparse)
+            .and_then(|f| f.set_len(1 << 30))
+            .expect("sparse file");
+        std::fs::write(dir.join("data"), vec![1u8; 1 << 20]).expect("data");
+        let bytes = allocated_bytes(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!((1 << 20..8 << 20).contains(&bytes), "{bytes}");
     }
 }
