@@ -33,7 +33,7 @@ struct Args {
     suite: String,
     /// Shorter snapshot suite: one dirty rate (unlimited), fewer snapshots and restores
     /// (explicit --snap-* options still win).
-    #[arg(long, env = "REPRISE_BENCH_QUICK")]
+    #[arg(long, env = "REPRISE_BENCH_QUICK", value_parser = clap::builder::FalseyValueParser::new())]
     quick: bool,
     /// Snapshot suite: guest memory sizes in MiB [default: 256,2048].
     #[arg(long, value_delimiter = ',')]
@@ -51,7 +51,7 @@ struct Args {
     /// Snapshot suite: milliseconds between snapshots [default: 1000; --quick: 500].
     #[arg(long)]
     snap_interval_ms: Option<u64>,
-    /// Snapshot suite: restores timed per snapshot [default: 5; --quick: 2].
+    /// Snapshot suite: restores of the last full snapshot timed [default: 5; --quick: 2].
     #[arg(long)]
     snap_restores: Option<usize>,
     /// Layers of the deep volume in the block-store comparison.
