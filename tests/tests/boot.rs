@@ -1,5 +1,6 @@
-//! Booting the test guest: the `hello`, `ticks` and `dirty` workloads, two vCPUs, and the
-//! clear report of a guest that cannot run.
+//! Booting the test guest: the `hello`, `ticks` and `dirty` workloads (and the dirty
+//! workload's report of lost time), two vCPUs, and the clear report of a guest that cannot
+//! run.
 
 use std::time::Duration;
 
@@ -142,6 +143,50 @@ fn dirty_prints_a_checksum_the_host_can_recompute() {
         assert!(writes > last_writes, "{serial}");
         last_writes = writes;
         assert_eq!(checksum, guest_image::dirty_checksum(8, writes), "{line}");
+    }
+}
+
+#[test]
+fn dirty_reports_the_time_a_pause_took_from_it() {
+    require_kvm();
+    let scratch = Scratch::new("dirty-gap");
+    let mut vm = Reprise::with_api(&scratch);
+    vm.boot_guest(
+        64,
+        "workload=dirty dirty.mib=8 dirty.rate=2000 dirty.hz=1000 dirty.gap_us=5000",
+        json!([]),
+        None,
+    );
+    vm.wait_serial("dirty: second=1 ", Duration::from_secs(30));
+    vm.api_ok("PATCH", "/vm", json!({"state": "Paused"}));
+    std::thread::sleep(Duration::from_millis(300));
+    vm.api_ok("PATCH", "/vm", json!({"state": "Resumed"}));
+    let serial = vm.wait_serial("dirty: second=3 ", Duration::from_secs(30));
+    // Complete lines only (the last one may still be being written).
+    let serial = &serial[..serial.rfind('\n').map_or(0, |n| n + 1)];
+    // The guest sleeps between ticks, so it sees the pause less up to one 1 ms tick.
+    let gaps: Vec<u64> = lines_with(serial, "dirty-gap: us=")
+        .iter()
+        .map(|l| l["dirty-gap: us=".len()..].parse().expect("µs"))
+        .collect();
+    assert!(
+        gaps.iter().any(|&us| (299_000..10_000_000).contains(&us)),
+        "{serial}"
+    );
+    // The per-second lines keep their fields, with the second's longest gap appended.
+    for line in lines_with(serial, "dirty: second=") {
+        let writes: u64 = line
+            .split(' ')
+            .find_map(|f| f.strip_prefix("writes="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        let checksum = line
+            .split(' ')
+            .find_map(|f| f.strip_prefix("checksum="))
+            .and_then(|v| u64::from_str_radix(v, 16).ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(checksum, guest_image::dirty_checksum(8, writes), "{line}");
+        assert!(line.contains(" max_gap_us="), "{line}");
     }
 }
 

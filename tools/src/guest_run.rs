@@ -149,6 +149,25 @@ impl GuestProcess {
         }
     }
 
+    /// Lines that arrive within `wait` (with a zero `wait`, those already received), in
+    /// order, with the time each arrived; they are added to `output` too.
+    pub fn lines_for(&mut self, wait: Duration) -> Vec<(Instant, String)> {
+        let deadline = Instant::now() + wait;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let next = if left.is_zero() {
+                self.lines.try_recv().ok()
+            } else {
+                self.lines.recv_timeout(left).ok()
+            };
+            let Some((at, line)) = next else { break };
+            self.output.push(line.clone());
+            lines.push((at, line));
+        }
+        lines
+    }
+
     /// Waits for the process to end (killing it after `timeout`); returns whether it
     /// exited successfully.
     pub fn finish(&mut self, timeout: Duration) -> bool {

@@ -2,7 +2,9 @@
 
 pub mod api_client;
 pub mod bench;
+pub mod bench_snapshots;
 pub mod bench_volumes;
 pub mod ctl;
 pub mod guest_run;
+pub mod qmp;
 pub mod volume_cli;

@@ -1,5 +1,6 @@
-//! `reprise-bench`: boot time, virtio-blk throughput and virtio-net echo rate of Reprise,
-//! side by side with QEMU microvm running the same test guest, measured in one run.
+//! `reprise-bench`: boot time, virtio-blk throughput, virtio-net echo rate and snapshots of
+//! Reprise, side by side with QEMU microvm running the same test guest, measured in one run;
+//! and the block store.
 
 use std::process::ExitCode;
 
@@ -27,9 +28,32 @@ struct Args {
     #[arg(long)]
     no_qemu: bool,
     /// Which benchmarks: `vm` (boot, virtio-blk, virtio-net vs QEMU), `volumes` (block
-    /// store), or `all`.
+    /// store), `snapshots` (VM snapshot pause, size and restore vs QEMU), or `all`.
     #[arg(long, default_value = "all")]
     suite: String,
+    /// Shorter snapshot suite: one dirty rate (unlimited), fewer snapshots and restores
+    /// (explicit --snap-* options still win).
+    #[arg(long, env = "REPRISE_BENCH_QUICK", value_parser = clap::builder::FalseyValueParser::new())]
+    quick: bool,
+    /// Snapshot suite: guest memory sizes in MiB [default: 256,2048].
+    #[arg(long, value_delimiter = ',')]
+    snap_mem: Option<Vec<u64>>,
+    /// Snapshot suite: dirty rates in page writes per second, 0 = unlimited
+    /// [default: 1000,10000,0; --quick: 0].
+    #[arg(long, value_delimiter = ',')]
+    snap_rates: Option<Vec<u64>>,
+    /// Snapshot suite: full snapshots per run [default: 3; --quick: 1].
+    #[arg(long)]
+    snap_fulls: Option<usize>,
+    /// Snapshot suite: diff snapshots per run, after the full ones [default: 6; --quick: 3].
+    #[arg(long)]
+    snap_diffs: Option<usize>,
+    /// Snapshot suite: milliseconds between snapshots [default: 1000; --quick: 500].
+    #[arg(long)]
+    snap_interval_ms: Option<u64>,
+    /// Snapshot suite: restores of the last full snapshot timed [default: 5; --quick: 2].
+    #[arg(long)]
+    snap_restores: Option<usize>,
     /// Layers of the deep volume in the block-store comparison.
     #[arg(long, default_value_t = 20)]
     deep_layers: u32,
@@ -58,8 +82,13 @@ fn run(args: Args) -> Result<(), String> {
     let result = match args.suite.as_str() {
         "vm" => vm_suite(&args, kernel, &dir),
         "volumes" => volume_suite(&args, kernel, &dir),
-        "all" => vm_suite(&args, kernel, &dir).and_then(|()| volume_suite(&args, kernel, &dir)),
-        other => Err(format!("--suite {other:?}: use vm, volumes or all")),
+        "snapshots" => snapshot_suite(&args, kernel, &dir),
+        "all" => vm_suite(&args, kernel, &dir)
+            .and_then(|()| volume_suite(&args, kernel, &dir))
+            .and_then(|()| snapshot_suite(&args, kernel, &dir)),
+        other => Err(format!(
+            "--suite {other:?}: use vm, volumes, snapshots or all"
+        )),
     };
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -119,6 +148,46 @@ fn volume_suite(
         "| reprise-volume serve-nbd | {vol_rate:.0} |\n| nbdkit memory plugin | {kit_rate:.0} |"
     );
     println!("\nReprise / nbdkit ratio: {:.2}", vol_rate / kit_rate);
+    Ok(())
+}
+
+fn snapshot_suite(
+    args: &Args,
+    kernel: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<(), String> {
+    use reprise_tools::bench_snapshots::{print_tables, run_all, SnapshotBenchOptions};
+    let with_qemu = !args.no_qemu && qemu_available();
+    if !args.no_qemu && !with_qemu {
+        eprintln!("qemu-system-x86_64 not found: measuring Reprise only");
+    }
+    let quick = args.quick;
+    let opts = SnapshotBenchOptions {
+        mem_mib: args.snap_mem.clone().unwrap_or_else(|| vec![256, 2048]),
+        rates: args.snap_rates.clone().unwrap_or_else(|| {
+            if quick {
+                vec![0]
+            } else {
+                vec![1000, 10000, 0]
+            }
+        }),
+        fulls: args.snap_fulls.unwrap_or(if quick { 1 } else { 3 }).max(1),
+        diffs: args.snap_diffs.unwrap_or(if quick { 3 } else { 6 }),
+        interval: std::time::Duration::from_millis(args.snap_interval_ms.unwrap_or(if quick {
+            500
+        } else {
+            1000
+        })),
+        restores: args
+            .snap_restores
+            .unwrap_or(if quick { 2 } else { 5 })
+            .max(1),
+        gap_threshold_us: 500,
+        guest_hz: 1000,
+        qemu: with_qemu,
+    };
+    let scenarios = run_all(kernel, dir, &opts)?;
+    print_tables(&scenarios, &opts);
     Ok(())
 }
 

@@ -350,6 +350,7 @@ pub fn stop_all(control: &VcpuControl, vcpus: &mut [VcpuHandle]) {
 fn run_loop(index: u8, mut fd: VcpuFd, ctx: VcpuContext, exits: Arc<AtomicU64>) {
     let i = usize::from(index);
     KVM_RUN_PTR.with(|p| p.set(fd.get_kvm_run() as *mut kvm_run));
+    let mut entered = false;
     loop {
         match ctx.control.checkpoint(i) {
             Next::Stop => break,
@@ -359,6 +360,10 @@ fn run_loop(index: u8, mut fd: VcpuFd, ctx: VcpuContext, exits: Arc<AtomicU64>) 
                 continue;
             }
             Next::Run => {}
+        }
+        if !entered {
+            entered = true;
+            log_first_entry(index);
         }
         let outcome = match fd.run() {
             Ok(exit) => {
@@ -387,6 +392,23 @@ fn run_loop(index: u8, mut fd: VcpuFd, ctx: VcpuContext, exits: Arc<AtomicU64>) 
     }
     KVM_RUN_PTR.with(|p| p.set(std::ptr::null_mut()));
     ctx.control.mark_exited(i);
+}
+
+/// Logs that vCPU `index` is about to enter the guest for the first time, with the
+/// `CLOCK_MONOTONIC` time, so that tools can measure start and restore latency from the
+/// outside (the log's own timestamps are wall-clock time).
+fn log_first_entry(index: u8) {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    log::info!(
+        "vCPU {index}: first guest entry at CLOCK_MONOTONIC {}.{:09} s",
+        ts.tv_sec,
+        ts.tv_nsec
+    );
 }
 
 /// Handles one exit; `Some` stops the VM. An empty `Error` message asks the caller to
