@@ -79,7 +79,7 @@ pub struct VmmFigures {
     pub diff: Vec<PauseSample>,
     /// Restores of the last full snapshot (QEMU: of the save taken at the same time).
     pub restore: Vec<RestoreSample>,
-    /// The first restore of the last diff snapshot, which consolidates its chain (Reprise).
+    /// A restore of the last diff snapshot, which lays its chain's diffs over the full image (Reprise).
     pub restore_diff: Option<RestoreSample>,
 }
 
@@ -576,8 +576,8 @@ pub fn print_tables(scenarios: &[Scenario], opts: &SnapshotBenchOptions) {
     );
     println!(
         "\nReprise runs: its first `KVM_RUN` (the VMM logs its CLOCK_MONOTONIC time); QEMU \
-         runs: QMP `cont` returned, after the incoming migration finished. From diff: the first restore of the last \
-         diff, which consolidates the chain into a full image. Ratio: Reprise / QEMU, first \
+         runs: QMP `cont` returned, after the incoming migration finished. From diff: a restore of the last \
+         diff, which lays the chain's diffs over the mapped full image. Ratio: Reprise / QEMU, first \
          line from the full snapshot."
     );
     println!("\n| guest | dirty rate | Reprise runs | Reprise line | Reprise line (from diff) | QEMU runs | QEMU line | ratio |");

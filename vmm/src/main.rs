@@ -59,7 +59,11 @@ fn run(args: Args) -> Result<ExitCode, String> {
     if args.api_sock.is_none() && args.config_file.is_none() && args.restore.is_none() {
         return Err("give --api-sock PATH, --config-file FILE or --restore DIR".into());
     }
-    vmm::arch::cpuid::prefetch_supported();
+    if args.restore.is_none() {
+        // A new VM needs KVM's supported CPUID (a restored one brings its own): fetch it
+        // while the rest starts.
+        vmm::arch::cpuid::prefetch_supported();
+    }
     if vmm::vstate::vm::host_is_pvm() {
         log::info!(
             "host KVM is PVM: guest kernel-mode code is emulated (slow, and some instructions \
