@@ -307,3 +307,73 @@ fn a_snapshot_is_loaded_into_an_empty_vmm_paused_then_resumed() {
         .expect("message")
         .contains("configured"));
 }
+
+/// `vm_time_ns` and `guest_progress` from `GET /`.
+fn clock(vm: &Reprise) -> (u64, u64) {
+    let (status, body) = vm.api("GET", "/", None);
+    assert_eq!(status, 200);
+    let body = body.expect("instance info");
+    let field = |name: &str| {
+        body[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {name} in {body}"))
+    };
+    (field("vm_time_ns"), field("guest_progress"))
+}
+
+#[test]
+fn vm_time_stops_while_paused_and_a_restored_vm_continues_it() {
+    require_kvm();
+    let scratch = Scratch::new("snapapi-clock");
+    let store = scratch.path("snapshots");
+    let mut vm = Reprise::with_api(&scratch);
+    vm.boot_guest(
+        64,
+        "workload=dirty dirty.mib=8 dirty.rate=3000 dirty.seconds=4",
+        json!([]),
+        None,
+    );
+    vm.wait_serial("dirty: second=1 ", Duration::from_secs(30));
+    let (running_time, running_progress) = clock(&vm);
+    assert!(
+        running_time >= 1_000_000_000,
+        "{running_time} ns after a guest second"
+    );
+    assert!(running_progress > 0);
+    vm.api_ok("PATCH", "/vm", json!({"state": "Paused"}));
+    let paused = clock(&vm);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(clock(&vm), paused, "time or progress moved while paused");
+    let (status, body) = snapshot(&vm, &store, "cut", "Full");
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        clock(&vm),
+        paused,
+        "the snapshot of a paused VM moved its clock"
+    );
+    vm.api_ok("PATCH", "/vm", json!({"state": "Resumed"}));
+    vm.wait_serial("dirty: second=2 ", Duration::from_secs(30));
+    assert!(clock(&vm).0 > paused.0 && clock(&vm).1 > paused.1);
+    drop(vm);
+
+    // Loaded paused: exactly the snapshot's values; resumed: they grow from there.
+    let clone_scratch = Scratch::new("snapapi-clock-clone");
+    let mut clone = Reprise::with_api(&clone_scratch);
+    let log = format!("file:{}", clone.serial_log.display());
+    let (status, resp) = clone.api(
+        "PUT",
+        "/snapshot/load",
+        Some(json!({"snapshot_path": store.join("cut"), "serial_output": log, "resume": false})),
+    );
+    assert_eq!(status, 204, "{resp:?}");
+    assert_eq!(clock(&clone), paused);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(clock(&clone), paused);
+    clone.api_ok("PATCH", "/vm", json!({"state": "Resumed"}));
+    clone.wait_serial("dirty: second=2 ", Duration::from_secs(30));
+    let (time, progress) = clock(&clone);
+    assert!(
+        time > paused.0 && progress > paused.1,
+        "{time} {progress} vs {paused:?}"
+    );
+}

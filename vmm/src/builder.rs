@@ -205,6 +205,7 @@ pub(crate) fn start_vcpus(
             }
         }
     }
+    control.started(&vcpus);
     Ok(RunningVm {
         memory,
         vm,

@@ -358,6 +358,8 @@ mod tests {
             vmm_version: "0.1.0".into(),
             app_name: "reprise".into(),
             exit_reason: None,
+            vm_time_ns: None,
+            guest_progress: None,
         };
         assert_eq!(status_line(&info), "vm1: Not started [reprise 0.1.0]");
         info.state = VmState::Stopped;

@@ -144,6 +144,8 @@ impl VmmControl for Mock {
             vmm_version: "9.9.9".into(),
             app_name: "reprise".into(),
             exit_reason: (state == VmState::Stopped).then(|| "stopped by the API".into()),
+            vm_time_ns: None,
+            guest_progress: None,
         }
     }
 

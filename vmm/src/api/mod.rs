@@ -40,6 +40,13 @@ pub struct InstanceInfo {
     /// Why the VM stopped, once it has.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub exit_reason: Option<String>,
+    /// Nanoseconds the VM has run (paused time excluded; continued from the snapshot for a
+    /// restored VM), once it exists.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub vm_time_ns: Option<u64>,
+    /// vCPU exits to the VMM so far (continued from the snapshot), once the VM exists.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub guest_progress: Option<u64>,
 }
 
 /// Counters of one drive (`GET /drives/{id}`).

@@ -210,6 +210,10 @@ impl Vmm {
 impl VmmControl for Vmm {
     fn instance_info(&self) -> InstanceInfo {
         let inner = self.lock();
+        let clock = match &inner.phase {
+            Phase::Running { vm, .. } => Some(vm.control.clock.state()),
+            _ => None,
+        };
         let (state, exit_reason) = match &inner.phase {
             Phase::Configuring => (VmState::NotStarted, None),
             Phase::Running { vm, paused, .. } => match vm.control.exit_reason() {
@@ -225,6 +229,8 @@ impl VmmControl for Vmm {
             vmm_version: env!("CARGO_PKG_VERSION").to_string(),
             app_name: "reprise".to_string(),
             exit_reason,
+            vm_time_ns: clock.map(|c| c.vm_time_ns),
+            guest_progress: clock.map(|c| c.progress),
         }
     }
 

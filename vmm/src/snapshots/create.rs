@@ -39,6 +39,8 @@ pub mod sections {
     pub const VM: &str = "vm";
     /// [`super::devices_state::DevicesState`].
     pub const DEVICES: &str = "devices";
+    /// [`crate::vstate::vm_clock::ClockState`]: VM time and guest progress.
+    pub const CLOCK: &str = "clock";
     /// The state of vCPU `i`.
     pub fn vcpu(i: usize) -> String {
         format!("vcpu{i}")
@@ -291,6 +293,9 @@ pub fn create(
         vmm_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     writer.put(sections::META, &meta).map_err(e)?;
+    writer
+        .put(sections::CLOCK, &vm.control.clock.state())
+        .map_err(e)?;
     phases.mark("vm+devices");
     for d in &vm.drives {
         if let Some(volume) = &d.volume {

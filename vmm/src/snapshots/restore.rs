@@ -164,11 +164,15 @@ pub fn restore(
     let vm = Vm::new(&memory).map_err(|e| fail(e.to_string()))?;
     phases.mark("create VM");
     let count = config.machine.vcpu_count;
-    let control = if options.paused {
-        VcpuControl::new_paused(usize::from(count))
+    // Snapshots from before VM time was saved continue from zero.
+    let clock = if state.contains(sections::CLOCK) {
+        state
+            .get(sections::CLOCK)
+            .map_err(|e| fail(e.to_string()))?
     } else {
-        VcpuControl::new(usize::from(count))
+        Default::default()
     };
+    let control = VcpuControl::restored(usize::from(count), options.paused, clock);
     let control = Arc::new(control.map_err(|e| fail(e.to_string()))?);
     let mut dm = DeviceManager::new(Arc::new(ResetLine(control.clone())))
         .map_err(|e| fail(e.to_string()))?;

@@ -5,4 +5,5 @@ pub mod memory;
 pub mod vcpu;
 pub mod vcpu_state;
 pub mod vm;
+pub mod vm_clock;
 pub mod vm_state;

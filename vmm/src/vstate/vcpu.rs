@@ -21,6 +21,7 @@ use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
 
 use super::exit_report::{ExitReason, InternalError};
 use super::vcpu_state::{VcpuState, VcpuStateError};
+use super::vm_clock::{ClockState, VmClock};
 
 /// What the VMM wants the vCPUs to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +83,8 @@ pub struct VcpuControl {
     changed: Condvar,
     /// Signalled once when the first vCPU stops the VM (see [`VcpuControl::exit_reason`]).
     pub exit_evt: EventFd,
+    /// VM time, running while the vCPUs are wanted running.
+    pub clock: VmClock,
 }
 
 /// How long the VMM waits for vCPUs to acknowledge a pause or stop.
@@ -90,16 +93,23 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 impl VcpuControl {
     /// Control for `count` vCPUs, initially wanting `Run`.
     pub fn new(count: usize) -> std::io::Result<Self> {
-        Self::with_wanted(count, Wanted::Run)
+        Self::with_wanted(count, Wanted::Run, ClockState::default())
     }
 
     /// Control for `count` vCPUs that park before they first enter the guest, until
     /// [`resume_all`].
     pub fn new_paused(count: usize) -> std::io::Result<Self> {
-        Self::with_wanted(count, Wanted::Pause)
+        Self::with_wanted(count, Wanted::Pause, ClockState::default())
     }
 
-    fn with_wanted(count: usize, wanted: Wanted) -> std::io::Result<Self> {
+    /// Control for `count` restored vCPUs whose VM clock continues from `clock`; paused
+    /// until [`resume_all`] when `paused`.
+    pub fn restored(count: usize, paused: bool, clock: ClockState) -> std::io::Result<Self> {
+        let wanted = if paused { Wanted::Pause } else { Wanted::Run };
+        Self::with_wanted(count, wanted, clock)
+    }
+
+    fn with_wanted(count: usize, wanted: Wanted, clock: ClockState) -> std::io::Result<Self> {
         Ok(VcpuControl {
             shared: Mutex::new(Shared {
                 wanted,
@@ -110,7 +120,19 @@ impl VcpuControl {
             }),
             changed: Condvar::new(),
             exit_evt: EventFd::new(libc::EFD_NONBLOCK)?,
+            clock: VmClock::new(clock),
         })
+    }
+
+    /// The vCPU threads are started: their exits count as guest progress, and the VM clock
+    /// runs unless they were started paused.
+    pub fn started(&self, vcpus: &[VcpuHandle]) {
+        for v in vcpus {
+            self.clock.track_exits(v.exits.clone());
+        }
+        if self.lock().wanted == Wanted::Run {
+            self.clock.run();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -136,6 +158,9 @@ impl VcpuControl {
             return false;
         }
         s.wanted = wanted;
+        if wanted == Wanted::Run {
+            self.clock.run();
+        }
         self.changed.notify_all();
         drop(s);
         kick();
@@ -153,6 +178,10 @@ impl VcpuControl {
                     .any(|&st| st != target && st != VcpuRunState::Exited)
             })
             .unwrap_or_else(|p| p.into_inner());
+        if wanted != Wanted::Run {
+            // Stopped (or stopping): from here on the guest does not run.
+            self.clock.stop();
+        }
         !timeout.timed_out()
     }
 

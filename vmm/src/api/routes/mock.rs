@@ -250,6 +250,8 @@ impl VmmControl for MockControl {
             app_name: "reprise".into(),
             exit_reason: (Self::state(&inner) == VmState::Stopped)
                 .then(|| "stopped by the API".into()),
+            vm_time_ns: None,
+            guest_progress: None,
         }
     }
 

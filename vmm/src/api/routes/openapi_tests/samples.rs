@@ -119,6 +119,8 @@ pub(super) fn checks() -> Vec<SchemaCheck> {
         vmm_version: "0.1.0".into(),
         app_name: "reprise".into(),
         exit_reason: Some("guest reset".into()),
+        vm_time_ns: Some(1_500_000_000),
+        guest_progress: Some(4200),
     };
     let vm_states = [
         VmState::NotStarted,
