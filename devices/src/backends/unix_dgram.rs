@@ -4,7 +4,8 @@
 //! arrives at the local socket (from any sender) is a received frame. This is the same model
 //! as QEMU's `-netdev dgram` with Unix sockets, so two VMs, or a VM and a test harness, can
 //! be wired together without TAP devices or privileges. A peer that is not there (yet) is
-//! not an error: the frame is dropped, logged at debug level and counted.
+//! not an error: the frame is dropped, logged at debug level and counted. A peer whose queue
+//! is full gets up to 20 ms to make room before the frame is dropped that way.
 
 use std::fs;
 use std::io;
@@ -12,6 +13,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use log::debug;
 
@@ -128,7 +130,7 @@ impl NetBackend for UnixDgram {
     }
 
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        match self.socket.send_to(frame, &self.peer) {
+        match self.send_waiting(frame) {
             Ok(_) => Ok(()),
             Err(e)
                 if matches!(
@@ -151,6 +153,28 @@ impl NetBackend for UnixDgram {
 
     fn ready_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
+    }
+}
+
+/// How long a frame waits for room in a full peer queue before it is dropped.
+const FULL_PEER_WAIT: Duration = Duration::from_millis(20);
+
+impl UnixDgram {
+    /// Sends `frame`; while the peer's queue is full, retries for up to [`FULL_PEER_WAIT`]
+    /// (the peer is a local process that is reading, so room comes soon) before giving up.
+    fn send_waiting(&self, frame: &[u8]) -> io::Result<usize> {
+        let mut waited = Duration::ZERO;
+        let mut step = Duration::from_micros(20);
+        loop {
+            match self.socket.send_to(frame, &self.peer) {
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && waited < FULL_PEER_WAIT => {
+                    std::thread::sleep(step);
+                    waited += step;
+                    step = (step * 2).min(Duration::from_millis(1));
+                }
+                other => return other,
+            }
+        }
     }
 }
 
