@@ -39,7 +39,8 @@ struct Buffer {
     ring: Arc<Ring>,
     status: Arc<Mutex<BufferStatus>>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    _lock: File,
+    /// Held while the writer may write; released by `stop`.
+    lock: Mutex<Option<File>>,
 }
 
 struct Order {
@@ -306,6 +307,9 @@ impl Inner {
                 }),
                 None => Ok(()),
             };
+            if let Ok(mut l) = b.lock.lock() {
+                l.take();
+            }
             if result.is_ok() {
                 result = r.and(joined);
             }
@@ -371,6 +375,6 @@ fn start_buffer(
         ring,
         status,
         thread: Mutex::new(Some(thread)),
-        _lock: lock,
+        lock: Mutex::new(Some(lock)),
     })
 }

@@ -27,7 +27,8 @@ pub struct SegmentSpan {
     /// Why it starts.
     pub start: SegmentStart,
     /// Its recording session (any value identifying it; consecutive segments of one
-    /// session share it).
+    /// session share it). A segment starting with `RecordingStarted` always starts a new
+    /// session.
     pub session: u64,
     /// VM time of its first record (`None` if it has none).
     pub first_vm_ns: Option<u64>,
@@ -55,7 +56,9 @@ pub fn plan_retention(
     let mut end: i128 = 0;
     for (i, s) in segments.iter().enumerate() {
         let first = s.first_vm_ns.unwrap_or(last_local);
-        if i > 0 && s.session != segments[i - 1].session {
+        if i > 0
+            && (s.session != segments[i - 1].session || s.start == SegmentStart::RecordingStarted)
+        {
             shift = end - i128::from(first);
         }
         keys.push(shift + i128::from(first));

@@ -6,7 +6,7 @@ use super::problem::{Problem, ProblemKind, Severity};
 use super::scan::{Scanned, Scanner};
 use super::{seq_after, CaptureReader, Query, SegmentInfo};
 use crate::codec::event::decode_event;
-use crate::event::Event;
+use crate::event::{Event, EventKind};
 
 /// An event and where it was read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,11 +166,10 @@ impl<'r> Events<'r> {
                 skipped,
                 problem,
                 at_end,
-                incomplete,
             } => {
-                let torn = at_end
-                    && (incomplete || offset >= seg.covered())
-                    && !(seg.closed() && offset < seg.covered());
+                // Damage at the very end, past what the index says was completed, is
+                // a write the writer did not finish; anything else is corruption.
+                let torn = at_end && offset >= seg.claimed();
                 let (severity, kind) = if torn {
                     (Severity::Warning, ProblemKind::TornTail { bytes: skipped })
                 } else {
@@ -240,6 +239,10 @@ impl<'r> Events<'r> {
                 let p = make_problem(seg, Some(offset), Some(event.seq), Severity::Error, kind);
                 self.pending.push_back(Err(p));
             }
+        }
+        if matches!(event.kind, EventKind::RecordingStarted) {
+            // A new session: its VM time starts afresh.
+            self.last_time = None;
         }
         let session = seg.header.as_ref().map_or(0, |h| h.session_unix_ns);
         if let Some((s, t)) = self.last_time {

@@ -82,6 +82,9 @@ pub struct SegmentInfo {
     pub first_vm_ns: Option<u64>,
     /// VM time of its last good record.
     pub last_vm_ns: Option<u64>,
+    /// Bytes a readable index of this segment says were written (even if the file is
+    /// shorter now): damage before that point is not a torn write.
+    claimed_bytes: u64,
 }
 
 impl SegmentInfo {
@@ -103,9 +106,9 @@ impl SegmentInfo {
         self.index.as_ref().map_or(0, |i| i.covered_bytes)
     }
 
-    /// Whether the index says the segment is closed and covers it all.
-    pub(crate) fn closed(&self) -> bool {
-        self.index_state == IndexState::Closed
+    /// Bytes the writer had completed by its index's account.
+    pub(crate) fn claimed(&self) -> u64 {
+        self.claimed_bytes
     }
 
     fn open_file(&self) -> Result<File> {
@@ -275,6 +278,7 @@ fn load_segment(name_seq: u64, path: PathBuf) -> Result<SegmentInfo> {
         next_seq: None,
         first_vm_ns: None,
         last_vm_ns: None,
+        claimed_bytes: 0,
     };
     match read_header(&file, &path, file_len) {
         Ok((h, len)) => {
@@ -301,6 +305,7 @@ fn load_segment(name_seq: u64, path: PathBuf) -> Result<SegmentInfo> {
                 };
             }
             Ok(idx) if idx.covered_bytes > file_len || idx.covered_bytes < info.header_len => {
+                info.claimed_bytes = idx.covered_bytes;
                 info.index_state = IndexState::Bad {
                     problem: format!(
                         "it covers {} bytes of a {file_len}-byte segment",
@@ -309,6 +314,7 @@ fn load_segment(name_seq: u64, path: PathBuf) -> Result<SegmentInfo> {
                 };
             }
             Ok(idx) => {
+                info.claimed_bytes = idx.covered_bytes;
                 info.index_state = if idx.covered_bytes < file_len {
                     IndexState::Stale {
                         covered_bytes: idx.covered_bytes,

@@ -24,8 +24,6 @@ pub(crate) enum Scanned {
         problem: String,
         /// No good record follows in this segment.
         at_end: bool,
-        /// The damaged bytes are an incomplete record at the end of the file.
-        incomplete: bool,
     },
 }
 
@@ -124,10 +122,8 @@ impl Scanner {
         let off = self.pos;
         let left = self.len - off;
         let problem;
-        let mut incomplete = false;
         if left < RECORD_HEAD_BYTES as u64 {
             problem = format!("{left} bytes, less than a record head");
-            incomplete = true;
         } else {
             let mut head = [0u8; RECORD_HEAD_BYTES];
             head.copy_from_slice(self.bytes_at(off, RECORD_HEAD_BYTES)?);
@@ -142,7 +138,6 @@ impl Scanner {
                     "a {len}-byte record runs {} bytes past the end of the segment",
                     end - self.len
                 );
-                incomplete = true;
             } else {
                 let payload = self
                     .bytes_at(off + RECORD_HEAD_BYTES as u64, len as usize)?
@@ -168,7 +163,6 @@ impl Scanner {
             skipped: to - off,
             problem,
             at_end: next.is_none(),
-            incomplete: incomplete && next.is_none(),
         })
     }
 }
