@@ -307,6 +307,22 @@ impl Reprise {
         drives: serde_json::Value,
         serial_input: Option<&Path>,
     ) {
+        self.configure_guest(mem_mib, boot_args, drives, serial_input);
+        self.api_ok(
+            "PUT",
+            "/actions",
+            serde_json::json!({"action_type": "InstanceStart"}),
+        );
+    }
+
+    /// Configures the guest as [`Reprise::boot_guest`] does, without starting it.
+    pub fn configure_guest(
+        &self,
+        mem_mib: u64,
+        boot_args: &str,
+        drives: serde_json::Value,
+        serial_input: Option<&Path>,
+    ) {
         self.api_ok(
             "PUT",
             "/machine-config",
@@ -327,11 +343,6 @@ impl Reprise {
             serial["input"] = serde_json::json!(format!("socket:{}", input.display()));
         }
         self.api_ok("PUT", "/serial", serial);
-        self.api_ok(
-            "PUT",
-            "/actions",
-            serde_json::json!({"action_type": "InstanceStart"}),
-        );
     }
 }
 

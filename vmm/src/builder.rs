@@ -85,6 +85,8 @@ pub struct RunningVm {
     pub dirty_logging: bool,
     /// Where snapshots copy dirty pages while the guest is paused (kept between snapshots).
     pub staging: Option<crate::snapshots::staging::Staging>,
+    /// The recording taps of the devices.
+    pub taps: Arc<crate::recording::Taps>,
 }
 
 fn vcpu_err(index: u8, what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> BuildError {
@@ -158,10 +160,16 @@ pub(crate) fn attach_console(
     saved: Option<&devices::serial::SerialDeviceState>,
 ) -> Result<Arc<Mutex<SerialDevice>>, BuildError> {
     let console = serial_io::Console::open(&config.serial)?;
-    let serial = dm.add_serial(vm, console.output, saved)?;
+    let output = crate::recording::serial::TappedOutput::new(console.output, dm.taps.clone());
+    let serial = dm.add_serial(vm, Box::new(output), saved)?;
     for listener in console.listeners {
-        let input = ConsoleInput::new(listener.socket, listener.client, serial.clone())
-            .map_err(BuildError::Thread)?;
+        let input = ConsoleInput::new(
+            listener.socket,
+            listener.client,
+            serial.clone(),
+            dm.taps.clone(),
+        )
+        .map_err(BuildError::Thread)?;
         dm.subscribers.push(Arc::new(Mutex::new(input)));
     }
     Ok(serial)
@@ -220,11 +228,12 @@ pub(crate) fn start_vcpus(
         last_snapshot: None,
         dirty_logging: false,
         staging: None,
+        taps: dm.taps.clone(),
     })
 }
 
 /// Builds and starts the VM described by `config`.
-pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
+pub fn build_and_start(config: &VmConfig, paused: bool) -> Result<RunningVm, BuildError> {
     config.validate()?;
     let Some(boot_source) = config.boot.as_ref() else {
         return Err(ConfigError("no boot source".into()).into());
@@ -237,7 +246,12 @@ pub fn build_and_start(config: &VmConfig) -> Result<RunningVm, BuildError> {
     let vm = Vm::new(&memory)?;
     lap("vm");
     let count = machine.vcpu_count;
-    let control = Arc::new(VcpuControl::new(usize::from(count)).map_err(BuildError::Thread)?);
+    let control = if paused {
+        VcpuControl::new_paused(usize::from(count))
+    } else {
+        VcpuControl::new(usize::from(count))
+    };
+    let control = Arc::new(control.map_err(BuildError::Thread)?);
     let mut dm = DeviceManager::new(Arc::new(ResetLine(control.clone())))?;
     let serial = attach_console(&mut dm, &vm, config, None)?;
     let drives = virtio_setup::attach_all(config, &vm, &memory, &mut dm)?;

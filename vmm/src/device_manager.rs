@@ -63,6 +63,8 @@ pub struct DeviceManager {
     pub i8042: Arc<Mutex<I8042>>,
     /// Virtio devices, in slot order.
     pub virtio: Vec<VirtioSlot>,
+    /// The recording taps of every backend and of the console.
+    pub taps: Arc<crate::recording::Taps>,
     next_slot: u32,
 }
 
@@ -80,6 +82,7 @@ impl DeviceManager {
             serial: None,
             i8042,
             virtio: Vec::new(),
+            taps: crate::recording::Taps::new(),
             next_slot: 0,
         })
     }

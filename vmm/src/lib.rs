@@ -9,6 +9,7 @@ pub mod controller;
 pub mod device_manager;
 pub mod drives;
 pub mod event_loop;
+pub mod recording;
 pub mod serial_io;
 pub mod snapshots;
 pub mod supervisor;

@@ -194,6 +194,7 @@ pub struct ConsoleInput {
     reader: Option<UnixStream>,
     reading: bool,
     pending: Vec<u8>,
+    taps: Arc<crate::recording::Taps>,
 }
 
 impl ConsoleInput {
@@ -202,12 +203,14 @@ impl ConsoleInput {
         listener: UnixListener,
         client: ConsoleClient,
         serial: Arc<Mutex<SerialDevice>>,
+        taps: Arc<crate::recording::Taps>,
     ) -> io::Result<Self> {
         let room = lock(&serial).input_room_event().try_clone()?;
         Ok(ConsoleInput {
             listener,
             client,
             serial,
+            taps,
             room,
             reader: None,
             reading: false,
@@ -264,6 +267,7 @@ impl ConsoleInput {
             if room > 0 {
                 match serial.enqueue_input(&self.pending[..room]) {
                     Ok(n) => {
+                        crate::recording::serial::record_input(&self.taps, &self.pending[..n]);
                         self.pending.drain(..n);
                     }
                     Err(e) => log::debug!("serial input: {e}"),

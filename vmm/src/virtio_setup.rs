@@ -1,5 +1,8 @@
 //! Creates the virtio devices and backends a configuration asks for.
 
+use crate::recording::block::TappedBlock;
+use crate::recording::net::TappedNet;
+use crate::recording::{sources, Taps};
 use std::sync::{Arc, Mutex};
 
 use devices::backends::{NetBackend, NullNet, Tap, UnixDgram};
@@ -34,9 +37,14 @@ fn backend_err(id: &str) -> impl FnOnce(String) -> VirtioSetupError + '_ {
     }
 }
 
-fn block_device(drive: &DriveConfig) -> Result<DriveHandle, VirtioSetupError> {
+fn block_device(
+    drive: &DriveConfig,
+    source: replay::SourceId,
+    taps: &Arc<Taps>,
+) -> Result<DriveHandle, VirtioSetupError> {
     let (backend, limiter, volume) =
         drives::open_backend(drive).map_err(|e| backend_err(&drive.drive_id)(e.message))?;
+    let backend = Box::new(TappedBlock::new(backend, source, taps.clone()));
     let block = Block::new(backend).map_err(|e| backend_err(&drive.drive_id)(e.to_string()))?;
     Ok(DriveHandle {
         config: drive.clone(),
@@ -63,8 +71,13 @@ pub(crate) fn open_net_backend(net: &NetConfig) -> Result<Box<dyn NetBackend>, S
     }
 }
 
-fn net_device(net: &NetConfig) -> Result<Net, VirtioSetupError> {
+fn net_device(
+    net: &NetConfig,
+    source: replay::SourceId,
+    taps: &Arc<Taps>,
+) -> Result<Net, VirtioSetupError> {
     let backend = open_net_backend(net).map_err(backend_err(&net.iface_id))?;
+    let backend = Box::new(TappedNet::new(backend, source, taps.clone()));
     let mac = match &net.guest_mac {
         Some(m) => Some(parse_mac(m).map_err(|e| backend_err(&net.iface_id)(e.0))?),
         None => None,
@@ -81,14 +94,17 @@ pub fn attach_all(
     dm: &mut DeviceManager,
 ) -> Result<Vec<DriveHandle>, VirtioSetupError> {
     let mut handles = Vec::new();
+    let taps = dm.taps.clone();
     for drive in &config.drives {
-        let handle = block_device(drive)?;
+        let source = sources::drive(config, &drive.drive_id).unwrap_or(replay::SourceId(0));
+        let handle = block_device(drive, source, &taps)?;
         let typed = VirtioHandle::Block(drive.drive_id.clone(), handle.block.clone());
         dm.add_virtio(vm, mem, handle.block.clone(), typed)?;
         handles.push(handle);
     }
     for net in &config.nets {
-        let device = Arc::new(Mutex::new(net_device(net)?));
+        let source = sources::net(config, &net.iface_id).unwrap_or(replay::SourceId(0));
+        let device = Arc::new(Mutex::new(net_device(net, source, &taps)?));
         let typed = VirtioHandle::Net(net.iface_id.clone(), device.clone());
         dm.add_virtio(vm, mem, device, typed)?;
     }

@@ -101,7 +101,13 @@ impl Recorder {
         let session = (clock.unix_time_ns(), clock.vm_time_ns());
         let mut started = Vec::new();
         for cfg in buffers {
-            started.push(start_buffer(cfg, &sources, &clock, &snapshot_exists, session)?);
+            started.push(start_buffer(
+                cfg,
+                &sources,
+                &clock,
+                &snapshot_exists,
+                session,
+            )?);
         }
         let inner = Arc::new(Inner {
             clock,

@@ -338,6 +338,18 @@ impl VmmControl for Mock {
     fn resume(&self) -> Result<(), ApiError> {
         self.transition(Call::Resume, &[VmState::Paused], VmState::Running)
     }
+
+    fn start_recording(&self, _request: vmm::api::RecordingStart) -> Result<(), ApiError> {
+        Err(ApiError::conflict("the mock does not record"))
+    }
+
+    fn recording_status(&self) -> vmm::api::RecordingStatus {
+        vmm::api::RecordingStatus::default()
+    }
+
+    fn stop_recording(&self) -> Result<vmm::api::RecordingStatus, ApiError> {
+        Err(ApiError::conflict("no recording is running"))
+    }
 }
 
 /// A scratch directory, removed on drop.

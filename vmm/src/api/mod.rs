@@ -171,6 +171,9 @@ fn default_resume() -> bool {
     true
 }
 
+pub use crate::recording::config::{
+    BufferSpec, BufferState, FilterSpec, RecordingStart, RecordingStatus,
+};
 pub use crate::snapshots::catalog::{IgnoredEntry, SnapshotInfo, SnapshotList, SnapshotSummary};
 pub use crate::snapshots::create::SnapshotCreated;
 pub use crate::snapshots::net_overrides::NetOverride;
@@ -282,4 +285,10 @@ pub trait VmmControl: Send + Sync + 'static {
     fn pause(&self) -> Result<(), ApiError>;
     /// `PATCH /vm {"state": "Resumed"}`.
     fn resume(&self) -> Result<(), ApiError>;
+    /// `PUT /recording`: starts recording the VM into capture buffers.
+    fn start_recording(&self, request: RecordingStart) -> Result<(), ApiError>;
+    /// `GET /recording`: whether a recording runs, and its buffers.
+    fn recording_status(&self) -> RecordingStatus;
+    /// `DELETE /recording`: stops the recording (everything recorded is flushed).
+    fn stop_recording(&self) -> Result<RecordingStatus, ApiError>;
 }

@@ -79,6 +79,12 @@ pub enum Operation {
     GetSnapshot,
     /// `DELETE /snapshots/{snapshot_id}`: [`VmmControl::delete_snapshot`].
     DeleteSnapshot,
+    /// `PUT /recording`: [`VmmControl::start_recording`].
+    PutRecording,
+    /// `GET /recording`: [`VmmControl::recording_status`].
+    GetRecording,
+    /// `DELETE /recording`: [`VmmControl::stop_recording`].
+    DeleteRecording,
 }
 
 /// One entry of the route table.
@@ -102,6 +108,30 @@ pub struct Route {
 
 /// Every route the API serves. `docs/openapi.yaml` documents exactly these (a test checks).
 pub const ROUTES: &[Route] = &[
+    Route {
+        method: "PUT",
+        path: "/recording",
+        summary: "Start recording the VM into capture buffers",
+        success_status: 204,
+        operation: Operation::PutRecording,
+        query: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/recording",
+        summary: "Get the recording's state and its buffers",
+        success_status: 200,
+        operation: Operation::GetRecording,
+        query: &[],
+    },
+    Route {
+        method: "DELETE",
+        path: "/recording",
+        summary: "Stop the recording (everything recorded is flushed)",
+        success_status: 200,
+        operation: Operation::DeleteRecording,
+        query: &[],
+    },
     Route {
         method: "PUT",
         path: "/snapshot/load",
@@ -551,6 +581,25 @@ fn handle(
             let store = snapshot_dir(&query)?;
             control.delete_snapshot(&store, &id)?;
             ok()
+        }
+        Operation::PutRecording => {
+            let start: super::RecordingStart = json::parse_body(request, "RecordingStart")?;
+            control.start_recording(start)?;
+            ok()
+        }
+        Operation::GetRecording => {
+            expect_no_body(request)?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.recording_status(),
+            ))
+        }
+        Operation::DeleteRecording => {
+            expect_no_body(request)?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.stop_recording()?,
+            ))
         }
         Operation::PatchVm => {
             let patch: VmStatePatch = json::parse_body(request, "VmStatePatch")?;

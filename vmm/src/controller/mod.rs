@@ -17,6 +17,7 @@ use crate::vstate::exit_report::ExitReason;
 use crate::vstate::vcpu;
 
 mod drives;
+mod recording;
 
 enum Phase {
     Configuring,
@@ -31,6 +32,10 @@ enum Phase {
 struct Inner {
     config: VmConfig,
     phase: Phase,
+    /// The state of the last recording, once stopped.
+    last_recording: crate::recording::config::RecordingStatus,
+    /// A recording asked for before start, begun with the VM.
+    pending_recording: Option<crate::recording::config::RecordingStart>,
 }
 
 /// The VMM of one guest.
@@ -62,6 +67,8 @@ impl Vmm {
             inner: Mutex::new(Inner {
                 config: VmConfig::default(),
                 phase: Phase::Configuring,
+                last_recording: Default::default(),
+                pending_recording: None,
             }),
             events,
             started_evt: EventFd::new(libc::EFD_NONBLOCK)?,
@@ -169,6 +176,9 @@ impl Vmm {
     /// Stops the VM for `reason` (if it runs) and returns why it stopped, once it has.
     pub fn finish(&self, reason: Option<ExitReason>) -> Option<ExitReason> {
         let mut inner = self.lock();
+        if let Err(e) = recording::stop_running(&mut inner) {
+            log::warn!("{}", e.message);
+        }
         let phase = std::mem::replace(&mut inner.phase, Phase::Configuring);
         let (result, phase) = match phase {
             Phase::Running {
@@ -483,8 +493,21 @@ impl VmmControl for Vmm {
                 ))
             }
         }
-        let vm = builder::build_and_start(&inner.config).map_err(build_error)?;
-        self.adopt(&mut inner, vm, false)
+        let Some(recording) = inner.pending_recording.take() else {
+            let vm = builder::build_and_start(&inner.config, false).map_err(build_error)?;
+            return self.adopt(&mut inner, vm, false);
+        };
+        // Recorded from the first instruction: the vCPUs wait until the recorder runs.
+        let vm = builder::build_and_start(&inner.config, true).map_err(build_error)?;
+        self.adopt(&mut inner, vm, true)?;
+        let started = recording::start(&mut inner, &recording);
+        if let Phase::Running { vm, paused, .. } = &mut inner.phase {
+            if !vcpu::resume_all(&vm.control) {
+                log::error!("a vCPU did not start in time");
+            }
+            *paused = false;
+        }
+        started
     }
 
     fn stop(&self) -> Result<(), ApiError> {
@@ -528,6 +551,21 @@ impl VmmControl for Vmm {
                 "the VM has stopped and cannot be paused",
             )),
         }
+    }
+
+    fn start_recording(
+        &self,
+        request: crate::recording::config::RecordingStart,
+    ) -> Result<(), ApiError> {
+        recording::start(&mut self.lock(), &request)
+    }
+
+    fn recording_status(&self) -> crate::recording::config::RecordingStatus {
+        recording::status(&self.lock())
+    }
+
+    fn stop_recording(&self) -> Result<crate::recording::config::RecordingStatus, ApiError> {
+        recording::stop(&mut self.lock())
     }
 
     fn resume(&self) -> Result<(), ApiError> {

@@ -296,6 +296,13 @@ pub fn create(
     writer
         .put(sections::CLOCK, &vm.control.clock.state())
         .map_err(e)?;
+    // Recordings cut here: the events after this marker replay from this snapshot.
+    vm.taps.set_snapshot_store(store_dir);
+    if let Some(recorder) = vm.taps.recorder() {
+        if let Err(err) = recorder.snapshot_taken(id) {
+            log::warn!("snapshot {id}: the recording could not mark it: {err}");
+        }
+    }
     phases.mark("vm+devices");
     for d in &vm.drives {
         if let Some(volume) = &d.volume {

@@ -19,6 +19,9 @@ use crate::builder::{self, RunningVm};
 use crate::config::{DriveConfig, VmConfig};
 use crate::device_manager::{DeviceError, DeviceManager, VirtioHandle};
 use crate::drives::{self, DriveHandle};
+use crate::recording::block::TappedBlock;
+use crate::recording::net::TappedNet;
+use crate::recording::sources;
 use crate::vstate::memory::map_guest_memory_private;
 use crate::vstate::vcpu::{ResetLine, VcpuControl};
 use crate::vstate::vcpu_state::VcpuState;
@@ -217,6 +220,8 @@ pub fn restore(
                     .ok_or_else(|| fail(format!("no drive `{id}` in the configuration")))?;
                 let (backend, limiter, volume) =
                     drives::open_backend(drive).map_err(|e| fail(e.to_string()))?;
+                let source = sources::drive(&config, id).unwrap_or(replay::SourceId(0));
+                let backend = Box::new(TappedBlock::new(backend, source, dm.taps.clone()));
                 let block = Arc::new(Mutex::new(
                     Block::restore(BlockArgs { backend }, state)
                         .map_err(|e| fail(e.to_string()))?,
@@ -246,6 +251,8 @@ pub fn restore(
                         })?;
                 let backend = crate::virtio_setup::open_net_backend(net_config)
                     .map_err(|e| fail(format!("network interface `{id}`: {e}")))?;
+                let source = sources::net(&config, id).unwrap_or(replay::SourceId(0));
+                let backend = Box::new(TappedNet::new(backend, source, dm.taps.clone()));
                 let mac = match &net_config.guest_mac {
                     Some(m) => Some(crate::config::parse_mac(m).map_err(|e| fail(e.0))?),
                     None => None,

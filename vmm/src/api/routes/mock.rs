@@ -55,6 +55,9 @@ pub(crate) enum Call {
     Stop,
     Pause,
     Resume,
+    StartRecording(crate::api::RecordingStart),
+    RecordingStatus,
+    StopRecording,
 }
 
 #[derive(Default)]
@@ -517,5 +520,19 @@ impl VmmControl for MockControl {
 
     fn resume(&self) -> Result<(), ApiError> {
         self.transition(Call::Resume, &[VmState::Paused], VmState::Running)
+    }
+
+    fn start_recording(&self, request: crate::api::RecordingStart) -> Result<(), ApiError> {
+        self.enter(Call::StartRecording(request)).map(|_| ())
+    }
+
+    fn recording_status(&self) -> crate::api::RecordingStatus {
+        drop(self.enter(Call::RecordingStatus));
+        crate::api::RecordingStatus::default()
+    }
+
+    fn stop_recording(&self) -> Result<crate::api::RecordingStatus, ApiError> {
+        drop(self.enter(Call::StopRecording)?);
+        Ok(crate::api::RecordingStatus::default())
     }
 }

@@ -84,6 +84,9 @@ fn schemas_of(operation: Operation) -> (RequestBody, ResponseBody) {
         Operation::ListSnapshots => (Rq::None, Rs::Object("SnapshotList")),
         Operation::GetSnapshot => (Rq::None, Rs::Object("SnapshotInfo")),
         Operation::DeleteSnapshot => (Rq::None, Rs::None),
+        Operation::PutRecording => (Rq::Required("RecordingStart"), Rs::None),
+        Operation::GetRecording => (Rq::None, Rs::Object("RecordingStatus")),
+        Operation::DeleteRecording => (Rq::None, Rs::Object("RecordingStatus")),
     }
 }
 

@@ -294,6 +294,128 @@ pub(super) fn checks() -> Vec<SchemaCheck> {
             enums: vec![],
         },
         SchemaCheck {
+            name: "RecordingStart",
+            sample: to_value(&crate::api::RecordingStart {
+                buffers: vec![
+                    crate::api::BufferSpec {
+                        name: "all".into(),
+                        dir: PathBuf::from("/var/lib/reprise/capture/all"),
+                        filter: Default::default(),
+                        window_secs: Some(300),
+                        max_bytes: Some(1 << 30),
+                        block_data: Some(crate::recording::config::BlockData::Compact),
+                        overflow: Some(crate::recording::config::Overflow::Backpressure),
+                        ring_bytes: Some(8 << 20),
+                        max_segment_bytes: Some(64 << 20),
+                    },
+                    crate::api::BufferSpec {
+                        name: "client7".into(),
+                        dir: PathBuf::from("/var/lib/reprise/capture/client7"),
+                        filter: crate::api::FilterSpec {
+                            classes: vec!["net".into()],
+                            direction: Some("in".into()),
+                            sources: vec!["net0".into()],
+                            macs: vec!["02:00:00:00:00:07".into()],
+                            ipv4: vec!["10.0.0.7".into()],
+                            ports: vec![7000],
+                            protocols: vec!["udp".into()],
+                        },
+                        window_secs: Some(3600),
+                        max_bytes: None,
+                        block_data: Some(crate::recording::config::BlockData::Full),
+                        overflow: Some(crate::recording::config::Overflow::Drop),
+                        ring_bytes: None,
+                        max_segment_bytes: None,
+                    },
+                ],
+            }),
+            accepts: accepts::<crate::api::RecordingStart>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "BufferSpec",
+            sample: to_value(&crate::api::BufferSpec {
+                name: "all".into(),
+                dir: PathBuf::from("/var/lib/reprise/capture/all"),
+                filter: crate::api::FilterSpec {
+                    classes: vec!["net".into(), "blk".into()],
+                    ..Default::default()
+                },
+                window_secs: Some(300),
+                max_bytes: Some(1 << 30),
+                block_data: Some(crate::recording::config::BlockData::Full),
+                overflow: Some(crate::recording::config::Overflow::Drop),
+                ring_bytes: Some(1 << 20),
+                max_segment_bytes: Some(16 << 20),
+            }),
+            accepts: accepts::<crate::api::BufferSpec>,
+            enums: vec![
+                (
+                    "block_data",
+                    vec![
+                        to_value(&crate::recording::config::BlockData::Full),
+                        to_value(&crate::recording::config::BlockData::Compact),
+                    ],
+                ),
+                (
+                    "overflow",
+                    vec![
+                        to_value(&crate::recording::config::Overflow::Backpressure),
+                        to_value(&crate::recording::config::Overflow::Drop),
+                    ],
+                ),
+            ],
+        },
+        SchemaCheck {
+            name: "FilterSpec",
+            sample: to_value(&crate::api::FilterSpec {
+                classes: vec!["net".into()],
+                direction: Some("out".into()),
+                sources: vec!["eth0".into()],
+                macs: vec!["02:00:00:00:00:01".into()],
+                ipv4: vec!["10.0.0.0/24".into()],
+                ports: vec![53],
+                protocols: vec!["udp".into()],
+            }),
+            accepts: accepts::<crate::api::FilterSpec>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "BufferState",
+            sample: to_value(&crate::api::BufferState {
+                name: "all".into(),
+                dir: PathBuf::from("/var/lib/reprise/capture/all"),
+                events: 10,
+                bytes: 4096,
+                oldest_vm_time_ns: Some(1),
+                newest_vm_time_ns: Some(5),
+                dropped_events: 2,
+                segments: 1,
+                last_error: Some("disk full".into()),
+            }),
+            accepts: accepts::<crate::api::BufferState>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "RecordingStatus",
+            sample: to_value(&crate::api::RecordingStatus {
+                recording: true,
+                buffers: vec![crate::api::BufferState {
+                    name: "all".into(),
+                    dir: PathBuf::from("/var/lib/reprise/capture/all"),
+                    events: 1200,
+                    bytes: 1 << 20,
+                    oldest_vm_time_ns: Some(1_000_000),
+                    newest_vm_time_ns: Some(9_000_000_000),
+                    dropped_events: 0,
+                    segments: 3,
+                    last_error: None,
+                }],
+            }),
+            accepts: accepts::<crate::api::RecordingStatus>,
+            enums: vec![],
+        },
+        SchemaCheck {
             name: "SnapshotCreated",
             sample: to_value(&crate::api::SnapshotCreated {
                 id: "before-upgrade".into(),

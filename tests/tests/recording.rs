@@ -1,0 +1,218 @@
+//! Recording a running VM through the API: what the capture holds is exactly what crossed
+//! the guest boundary.
+
+use std::path::Path;
+use std::time::Duration;
+
+use replay::capture::reader::{CaptureReader, Query};
+use replay::{BlkData, BlkRequestType, Event, EventKind, Hash128};
+use reprise_tests::*;
+use serde_json::json;
+
+const SECTOR: usize = 512;
+
+/// Every event of the buffer at `dir`, in order; fails on any problem the reader reports.
+fn read_all(dir: &Path) -> Vec<Event> {
+    let reader = CaptureReader::open(dir).expect("open capture");
+    reader
+        .events(&Query::default())
+        .expect("events")
+        .map(|r| r.unwrap_or_else(|p| panic!("capture problem: {p}")).event)
+        .collect()
+}
+
+#[test]
+fn a_recorded_disk_workload_holds_every_byte_read_and_written() {
+    require_kvm();
+    let scratch = Scratch::new("rec-blk");
+    let initial: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    let disk = scratch.path("disk.img");
+    std::fs::write(&disk, &initial).expect("disk");
+    let capture = scratch.path("capture");
+    let mut vm = Reprise::with_api(&scratch);
+    vm.configure_guest(
+        64,
+        "workload=blk seed=11 blk.sector=1024 blk.sectors=1024",
+        json!([{"drive_id": "data", "path_on_host": disk}]),
+        None,
+    );
+    // Set up before start: recorded from the first instruction.
+    vm.api_ok(
+        "PUT",
+        "/recording",
+        json!({"buffers": [{"name": "all", "dir": capture}]}),
+    );
+    let (status, body) = vm.api(
+        "PUT",
+        "/recording",
+        Some(json!({"buffers": [{"name": "again", "dir": capture}]})),
+    );
+    assert_eq!(status, 409, "{body:?}");
+    vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
+    let serial = vm.wait_serial("reprise-guest: done", Duration::from_secs(60));
+    // The guest resets at the end; the VM stopping stops the recording.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while vm.state() != "Stopped" {
+        assert!(std::time::Instant::now() < deadline, "the VM did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, status) = vm.api("GET", "/recording", None);
+    let status = status.expect("recording status");
+    assert_eq!(status["recording"], json!(false), "{status}");
+
+    let events = read_all(&capture);
+    assert!(matches!(
+        events.first().map(|e| &e.kind),
+        Some(EventKind::RecordingStarted)
+    ));
+    assert!(
+        matches!(
+            events.last().map(|e| &e.kind),
+            Some(EventKind::RecordingStopped)
+        ),
+        "the VM's end stops the recording cleanly: {:?}",
+        events.last()
+    );
+    // Replaying the block events over the initial disk: every read returned what the disk
+    // held then, every write's hash is its data's, and the result is the final disk.
+    let mut model = initial.clone();
+    let (mut reads, mut writes) = (0, 0);
+    for e in &events {
+        match &e.kind {
+            EventKind::BlkWrite {
+                sector,
+                len,
+                hash,
+                data,
+            } => {
+                let data = data.as_ref().expect("full block mode keeps write data");
+                assert_eq!(data.len(), *len as usize);
+                assert_eq!(*hash, Hash128::of(data), "write hash at sector {sector}");
+                let at = *sector as usize * SECTOR;
+                model[at..at + data.len()].copy_from_slice(data);
+                writes += 1;
+            }
+            EventKind::BlkCompletion {
+                request: BlkRequestType::Read,
+                sector,
+                len,
+                status,
+                data,
+            } => {
+                assert_eq!(*status, 0);
+                let BlkData::Full(data) = data else {
+                    panic!("read without its data: {e:?}")
+                };
+                let at = *sector as usize * SECTOR;
+                assert_eq!(data.len(), *len as usize);
+                assert!(
+                    data[..] == model[at..at + data.len()],
+                    "read of sector {sector} ({len} bytes) differs from the disk at that point"
+                );
+                reads += 1;
+            }
+            EventKind::BlkCompletion {
+                request: BlkRequestType::Discard,
+                sector,
+                len,
+                ..
+            } => {
+                let at = *sector as usize * SECTOR;
+                model[at..at + *len as usize].fill(0);
+            }
+            _ => {}
+        }
+    }
+    assert!(reads > 0 && writes > 0, "{reads} reads, {writes} writes");
+    let final_disk = std::fs::read(&disk).expect("disk");
+    assert!(
+        model == final_disk,
+        "the recorded writes do not rebuild the disk"
+    );
+    // Console output: everything the guest printed, in order.
+    let printed: Vec<u8> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::SerialOut { bytes } => Some(bytes.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&printed), serial);
+    // Stamps: VM time never goes backwards and seqs have no holes.
+    for w in events.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq + 1);
+        assert!(w[1].vm_time_ns >= w[0].vm_time_ns);
+    }
+}
+
+#[test]
+fn recording_through_the_api_starts_stops_and_reports() {
+    require_kvm();
+    let scratch = Scratch::new("rec-api");
+    let mut vm = Reprise::with_api(&scratch);
+    vm.boot_guest(
+        64,
+        "workload=ticks ticks.hz=100 ticks.every=10 ticks.total=3000",
+        json!([]),
+        None,
+    );
+    vm.wait_serial("ticks:", Duration::from_secs(30));
+    let capture = scratch.path("capture");
+    // Bad buffers are refused by name.
+    for (buffers, needle) in [
+        (json!([]), "at least one buffer"),
+        (
+            json!([{"name": "x", "dir": capture, "filter": {"sources": ["nope"]}}]),
+            "nope",
+        ),
+        (json!([{"name": "has space", "dir": capture}]), "has space"),
+        (
+            json!([{"name": "x", "dir": capture, "filter": {"ipv4": ["10.0.0.300"]}}]),
+            "10.0.0.300",
+        ),
+    ] {
+        let (status, body) = vm.api("PUT", "/recording", Some(json!({"buffers": buffers})));
+        assert_eq!(status, 400, "{body:?}");
+        let message = body.expect("error")["fault_message"].to_string();
+        assert!(message.contains(needle), "{message}");
+    }
+    let (status, _) = vm.api("DELETE", "/recording", None);
+    assert_eq!(status, 409, "nothing to stop");
+    vm.api_ok(
+        "PUT",
+        "/recording",
+        json!({"buffers": [
+            {"name": "console", "dir": capture.join("console"), "filter": {"classes": ["serial"]}},
+            {"name": "net", "dir": capture.join("net"), "filter": {"classes": ["net"]}}
+        ]}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, body) = vm.api("GET", "/recording", None);
+    assert_eq!(status, 200);
+    let body = body.expect("status");
+    assert_eq!(body["recording"], json!(true), "{body}");
+    assert_eq!(body["buffers"].as_array().map(Vec::len), Some(2), "{body}");
+    let (status, body) = vm.api("DELETE", "/recording", None);
+    assert_eq!(status, 200);
+    let body = body.expect("final status");
+    assert_eq!(body["recording"], json!(false), "{body}");
+    let console = read_all(&capture.join("console"));
+    let net = read_all(&capture.join("net"));
+    assert!(
+        console
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::SerialOut { .. })),
+        "{console:?}"
+    );
+    // The net buffer keeps only markers (this VM has no NIC).
+    assert!(net
+        .iter()
+        .all(|e| e.kind.class() == replay::KindClass::Marker));
+    assert!(matches!(
+        console.last().map(|e| &e.kind),
+        Some(EventKind::RecordingStopped)
+    ));
+}

@@ -1,0 +1,77 @@
+//! Recording taps. Bytes cross the guest boundary in the device backends and the console;
+//! each is wrapped in a tap that, while a recording runs, hands what passes to the
+//! [`replay::Recorder`] (which stamps VM time and guest progress and writes the capture
+//! buffers). Devices do not know they are recorded. The taps are always installed; with no
+//! recording running they cost a lock-free check per I/O.
+
+pub mod block;
+pub mod clock;
+pub mod config;
+pub mod net;
+pub mod serial;
+pub mod sources;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use replay::{EventKind, Recorder, SourceId};
+
+/// The recorder the taps of one VM feed, when a recording runs.
+#[derive(Default)]
+pub struct Taps {
+    on: AtomicBool,
+    recorder: RwLock<Option<Recorder>>,
+    /// The store of the VM's latest snapshot: retention keeps capture segments only while
+    /// the snapshot they start at is there.
+    snapshot_store: Arc<Mutex<Option<PathBuf>>>,
+}
+
+impl Taps {
+    /// Taps with no recording running.
+    pub fn new() -> Arc<Taps> {
+        Arc::new(Taps::default())
+    }
+
+    /// Records the event `make` builds, if a recording runs (`make` is not called
+    /// otherwise).
+    pub fn record(&self, source: SourceId, make: impl FnOnce() -> EventKind) {
+        if !self.on.load(Ordering::Acquire) {
+            return;
+        }
+        let guard = self.recorder.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = guard.as_ref() {
+            r.record(source, make());
+        }
+    }
+
+    /// Installs `recorder` (or none); returns the one it replaces.
+    pub fn set(&self, recorder: Option<Recorder>) -> Option<Recorder> {
+        let mut guard = self.recorder.write().unwrap_or_else(|p| p.into_inner());
+        self.on.store(recorder.is_some(), Ordering::Release);
+        std::mem::replace(&mut *guard, recorder)
+    }
+
+    /// The running recorder.
+    pub fn recorder(&self) -> Option<Recorder> {
+        self.recorder
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Notes where the VM's snapshots now go.
+    pub fn set_snapshot_store(&self, dir: &std::path::Path) {
+        *devices::bus::lock(&self.snapshot_store) = Some(dir.to_path_buf());
+    }
+
+    /// Whether snapshot `id` exists in the VM's snapshot store (for capture retention).
+    pub fn snapshot_exists_fn(&self) -> replay::capture::SnapshotExists {
+        let store = self.snapshot_store.clone();
+        Arc::new(move |id: &str| {
+            devices::bus::lock(&store)
+                .as_ref()
+                .is_some_and(|dir| dir.join(id).join("manifest.json").is_file())
+        })
+    }
+}
