@@ -158,7 +158,13 @@ impl Config {
         if total > u64::from(u32::MAX) {
             return bad(format!("{total} requests do not fit 32-bit ids"));
         }
-        if p.trigger_after.is_some() {
+        if let Some(after) = p.trigger_after {
+            if after > p.requests {
+                return bad(format!(
+                    "the trigger comes after {after} random requests, but only {} are sent",
+                    p.requests
+                ));
+            }
             let t = self.trigger_addr();
             if (0..p.clients).any(|i| self.client_addr(i) == t) {
                 return bad(format!("the trigger client {t} is also a random client"));

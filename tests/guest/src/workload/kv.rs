@@ -146,7 +146,7 @@ pub fn run(env: &Env) {
     };
     let base = env.cmdline.u64("kv.sector", 2048);
     let half_kib = env.cmdline.u64("kv.log_kib", 4096);
-    if !(256..=1 << 20).contains(&half_kib) {
+    if !(log::MIN_HALF_SECTORS / 2..=log::MAX_HALF_SECTORS / 2).contains(&half_kib) {
         crate::fatal!("kv: kv.log_kib must be 256-1048576, not {}", half_kib);
     }
     let report = env.cmdline.u64("kv.report", 100);

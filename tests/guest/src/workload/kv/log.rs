@@ -25,6 +25,11 @@ const REC_MAGIC: u8 = 0xa7;
 pub const REC_HDR: usize = 16;
 pub const KIND_PUT: u8 = 1;
 pub const KIND_DEL: u8 = 2;
+/// Smallest log half (256 KiB): room for the most live keys with the longest
+/// values, plus one more record, so a compaction always makes room.
+pub const MIN_HALF_SECTORS: u64 = 512;
+/// Largest log half (1 GiB): offsets are 32-bit.
+pub const MAX_HALF_SECTORS: u64 = 1 << 21;
 /// Buffer for scanning the log at start and for writing compacted records.
 const CHUNK: usize = 64 << 10;
 
@@ -245,8 +250,18 @@ impl Log {
                 self.base
             );
         }
+        let half_sectors = u64::from(le32(sb, 16)) | u64::from(le32(sb, 20)) << 32;
+        if !(MIN_HALF_SECTORS..=MAX_HALF_SECTORS).contains(&half_sectors) {
+            crate::fatal!(
+                "kv: the superblock at sector {} gives halves of {} sectors (need {}-{})",
+                self.base,
+                half_sectors,
+                MIN_HALF_SECTORS,
+                MAX_HALF_SECTORS
+            );
+        }
         self.generation = le32(sb, 12);
-        self.half_sectors = u64::from(le32(sb, 16)) | u64::from(le32(sb, 20)) << 32;
+        self.half_sectors = half_sectors;
         true
     }
 
