@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 pub use guest_image::{guest_elf, pattern_bytes};
 
+pub mod netns;
+
 /// Fails the test with a clear message when a host device the test needs is missing.
 pub fn require_device(path: &str, what: &str) {
     assert!(
@@ -100,10 +102,17 @@ pub struct Reprise {
 impl Reprise {
     /// Starts `reprise` with `args`; stderr goes to a file next to the serial log.
     pub fn spawn(args: &[&str], api_sock: Option<PathBuf>, serial_log: PathBuf) -> Self {
+        let mut cmd = Command::new(reprise_bin());
+        cmd.args(args);
+        Reprise::spawn_command(cmd, api_sock, serial_log)
+    }
+
+    /// Starts `cmd`, a command that runs `reprise` (e.g. inside a network namespace:
+    /// [`netns::NetNs::command`]); stderr goes to a file next to the serial log.
+    pub fn spawn_command(mut cmd: Command, api_sock: Option<PathBuf>, serial_log: PathBuf) -> Self {
         let stderr_log = serial_log.with_extension("stderr");
         let stderr = std::fs::File::create(&stderr_log).expect("create stderr log");
-        let child = Command::new(reprise_bin())
-            .args(args)
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -6,5 +6,6 @@ pub mod bench_snapshots;
 pub mod bench_volumes;
 pub mod ctl;
 pub mod guest_run;
+pub mod kvgen;
 pub mod qmp;
 pub mod volume_cli;

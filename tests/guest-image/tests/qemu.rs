@@ -321,3 +321,152 @@ fn fault_is_reported() {
     );
     assert!(last.ends_with(" cr2=100000"), "{out}");
 }
+
+/// Internet checksum (RFC 1071) over `data`, from the partial sum `initial`.
+fn inet_sum(data: &[u8], initial: u32) -> u16 {
+    let mut sum = u64::from(initial);
+    for pair in data.chunks(2) {
+        sum += u64::from(pair[0]) << 8 | pair.get(1).map_or(0, |&b| u64::from(b));
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Partial sum of the UDP pseudo-header for `src`, `dst` and a `len`-byte datagram.
+fn pseudo_sum(src: [u8; 4], dst: [u8; 4], len: usize) -> u32 {
+    let w = |a: [u8; 4], i: usize| u32::from(u16::from_be_bytes([a[i], a[i + 1]]));
+    w(src, 0) + w(src, 2) + w(dst, 0) + w(dst, 2) + 17 + len as u32
+}
+
+#[test]
+fn kv_answers_arp_and_udp() {
+    let dir = scratch("kv");
+    let img = dir.join("d0.img");
+    std::fs::write(&img, vec![0u8; 16 << 20]).unwrap();
+    let (guest_sock, host_sock) = (dir.join("g.sock"), dir.join("h.sock"));
+    let host = UnixDatagram::bind(&host_sock).unwrap();
+    host.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let extra: Vec<String> = [
+        "-drive".into(),
+        format!("id=d0,file={},format=raw,if=none", img.display()),
+        "-device".into(),
+        "virtio-blk-device,drive=d0".into(),
+        "-netdev".into(),
+        format!(
+            "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
+            guest_sock.display(),
+            host_sock.display()
+        ),
+        "-device".into(),
+        "virtio-net-device,netdev=n0,mac=52:54:00:12:34:56".into(),
+    ]
+    .into();
+    let mut child = qemu(1, "workload=kv kv.ip=192.168.7.2 kv.port=7000", &extra);
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut head = String::new();
+    while !head.contains("kv: ready") {
+        assert!(reader.read_line(&mut head).unwrap() > 0, "{head}");
+    }
+    assert!(
+        head.contains("kv: loaded 0 keys from 0 log records\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("kv: ready ip=192.168.7.2 port=7000 mac=52:54:00:12:34:56\n"),
+        "{head}"
+    );
+    let guest_mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    let host_mac = [0x02, 0, 0, 0, 0, 1];
+    let (guest_ip, host_ip) = ([192, 168, 7, 2], [192, 168, 7, 1]);
+    let mut buf = [0u8; 2048];
+
+    // ARP: who has 192.168.7.2?
+    let arp_req = [
+        &[0xff; 6][..],
+        &host_mac,
+        &[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1],
+        &host_mac,
+        &host_ip,
+        &[0; 6],
+        &guest_ip,
+    ]
+    .concat();
+    host.send_to(&arp_req, &guest_sock).unwrap();
+    let n = host.recv(&mut buf).unwrap();
+    let arp_reply = [
+        &host_mac[..],
+        &guest_mac,
+        &[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 2],
+        &guest_mac,
+        &guest_ip,
+        &host_mac,
+        &host_ip,
+    ]
+    .concat();
+    assert_eq!(&buf[..n], &arp_reply[..]);
+
+    let exchange = |request: &[u8]| -> Vec<u8> {
+        let udp_len = 8 + request.len();
+        let mut ip = vec![0x45, 0, 0, 0, 0, 7, 0x40, 0, 64, 17, 0, 0];
+        ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+        ip.extend_from_slice(&host_ip);
+        ip.extend_from_slice(&guest_ip);
+        let sum = inet_sum(&ip, 0);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut udp = [
+            &40000u16.to_be_bytes()[..],
+            &7000u16.to_be_bytes(),
+            &(udp_len as u16).to_be_bytes(),
+            &[0, 0],
+            request,
+        ]
+        .concat();
+        let sum = inet_sum(&udp, pseudo_sum(host_ip, guest_ip, udp_len));
+        udp[6..8].copy_from_slice(&sum.to_be_bytes());
+        let frame = [&guest_mac[..], &host_mac, &[0x08, 0x00], &ip, &udp].concat();
+        host.send_to(&frame, &guest_sock).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = host.recv(&mut buf).unwrap();
+        let f = &buf[..n];
+        assert_eq!(
+            &f[..14],
+            &[&host_mac[..], &guest_mac, &[0x08, 0x00]].concat()[..]
+        );
+        let ip = &f[14..34];
+        assert_eq!(ip[0], 0x45);
+        assert_eq!(inet_sum(ip, 0), 0, "IPv4 header checksum");
+        assert_eq!(
+            (&ip[12..16], &ip[16..20], ip[9]),
+            (&guest_ip[..], &host_ip[..], 17)
+        );
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        let udp = &f[34..14 + total];
+        assert_eq!(&udp[..4], &[0x1b, 0x58, 0x9c, 0x40], "ports 7000 -> 40000");
+        assert_eq!(
+            inet_sum(udp, pseudo_sum(guest_ip, host_ip, udp.len())),
+            0,
+            "UDP checksum"
+        );
+        udp[8..].to_vec()
+    };
+    assert_eq!(exchange(b"1 PUT k hello world"), b"1 OK");
+    assert_eq!(exchange(b"2 GET k"), b"2 OK hello world");
+    assert_eq!(exchange(b"3 DEL nothing"), b"3 NOT_FOUND");
+    assert_eq!(exchange(b"4 QUIT"), b"4 OK");
+
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    finish(child);
+    let out = head + &rest;
+    assert_common(&out);
+    assert!(out.contains("\nkv: stopped requests=4 keys=1\n"), "{out}");
+    // The record is on the disk: PUT of "k" at the log's start (sector 2049).
+    let disk = std::fs::read(&img).unwrap();
+    let rec = &disk[2049 * 512..2049 * 512 + 16 + 1 + 11];
+    assert_eq!(&rec[..4], &[0xa7, 1, 1, 11]);
+    assert_eq!(&rec[16..], b"khello world");
+    std::fs::remove_dir_all(dir).unwrap();
+}

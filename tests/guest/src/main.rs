@@ -8,6 +8,7 @@ mod cmdline;
 mod cpl0;
 mod crc32;
 mod dma;
+mod inet;
 mod io;
 mod layout;
 mod pattern;

@@ -9,6 +9,7 @@ mod console;
 mod cpl0_popcnt;
 mod dirty;
 mod fault;
+mod kv;
 mod net_echo;
 mod ticks;
 
@@ -48,6 +49,7 @@ pub fn run(env: &Env) {
         b"blk-resize" => blk_resize::run(env),
         b"blk-rate" => blk_rate::run(env),
         b"blk-rounds" => blk_rounds::run(env),
+        b"kv" => kv::run(env),
         other => crate::fatal!("unknown workload {}", crate::cmdline::Bytes(other)),
     }
 }

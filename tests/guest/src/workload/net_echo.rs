@@ -2,6 +2,7 @@
 //! swapped, until a frame of ethertype 0x88b5 whose payload starts with `STOP`.
 
 use super::Env;
+use crate::inet::MacFmt;
 use crate::println;
 use crate::virtio::net::Net;
 use crate::virtio::DEVICE_NET;
@@ -13,7 +14,7 @@ pub fn run(env: &Env) {
         crate::fatal!("net-echo: no virtio-net device");
     };
     let mut net = Net::new(slot);
-    println!("net-echo: ready mac={}", Mac(net.mac()));
+    println!("net-echo: ready mac={}", MacFmt(net.mac()));
     let mut frame = [0u8; 2048];
     let mut echoed: u64 = 0;
     loop {
@@ -33,19 +34,4 @@ pub fn run(env: &Env) {
         echoed += 1;
     }
     println!("net-echo: stopped frames={}", echoed);
-}
-
-/// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
-struct Mac([u8; 6]);
-
-impl core::fmt::Display for Mac {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        for (i, b) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(":")?;
-            }
-            write!(f, "{:02x}", b)?;
-        }
-        Ok(())
-    }
 }
