@@ -31,6 +31,18 @@ fn network(tag: &str) -> NetNs {
 
 /// Boots the kv workload with `drive` inside `ns`; the serial log is `<run>.serial`.
 fn boot(ns: &NetNs, scratch: &Scratch, run: &str, drive: Value, args: &str) -> Reprise {
+    boot_with_api(ns, scratch, run, drive, args, None)
+}
+
+/// [`boot`], with the API on `api_sock` when given.
+fn boot_with_api(
+    ns: &NetNs,
+    scratch: &Scratch,
+    run: &str,
+    drive: Value,
+    args: &str,
+    api_sock: Option<std::path::PathBuf>,
+) -> Reprise {
     let serial = scratch.path(&format!("{run}.serial"));
     let cfg = json!({
         "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
@@ -44,7 +56,10 @@ fn boot(ns: &NetNs, scratch: &Scratch, run: &str, drive: Value, args: &str) -> R
     std::fs::write(&path, serde_json::to_vec_pretty(&cfg).expect("json")).expect("write config");
     let mut cmd = ns.command(reprise_bin());
     cmd.arg("--config-file").arg(&path);
-    let mut vm = Reprise::spawn_command(cmd, None, serial);
+    if let Some(sock) = &api_sock {
+        cmd.arg("--api-sock").arg(sock);
+    }
+    let mut vm = Reprise::spawn_command(cmd, api_sock, serial);
     vm.wait_serial("kv: ready ip=10.0.0.2 port=7000", Duration::from_secs(30));
     vm
 }
@@ -566,4 +581,140 @@ fn send_raw(ifname: &str, frames: &[Vec<u8>]) {
     }
     // SAFETY: closing the descriptor opened above.
     unsafe { libc::close(fd) };
+}
+
+/// The UDP payload of an Ethernet/IPv4/UDP frame, with its source and destination.
+fn udp_of(frame: &[u8]) -> Option<(SocketAddrV4, SocketAddrV4, &[u8])> {
+    if frame.len() < 42 || frame[12..14] != [0x08, 0x00] || frame[23] != 17 {
+        return None;
+    }
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let udp = frame.get(14 + ihl..)?;
+    let ip = |at: usize| Ipv4Addr::new(frame[at], frame[at + 1], frame[at + 2], frame[at + 3]);
+    let port = |at: usize| u16::from_be_bytes([udp[at], udp[at + 1]]);
+    let len = usize::from(port(4));
+    Some((
+        SocketAddrV4::new(ip(26), port(0)),
+        SocketAddrV4::new(ip(30), port(2)),
+        udp.get(8..len)?,
+    ))
+}
+
+#[test]
+fn recorded_kv_traffic_is_every_request_received_and_every_reply_sent_in_order() {
+    let ns = network("kv-record");
+    let scratch = Scratch::new("kv-record");
+    let sock = scratch.path("api.sock");
+    let vm = boot_with_api(&ns, &scratch, "rec", raw_disk(&scratch, 16), "", Some(sock));
+    let capture = scratch.path("capture");
+    vm.api_ok(
+        "PUT",
+        "/recording",
+        json!({"buffers": [
+            {"name": "all", "dir": capture.join("all")},
+            {"name": "alias", "dir": capture.join("alias"),
+             "filter": {"classes": ["net"], "ipv4": ["10.0.0.3"], "protocols": ["udp"]}}
+        ]}),
+    );
+    let journal_path = scratch.path("rec.jsonl");
+    let mut cfg = traffic(21, 600, 400);
+    cfg.journal = Some(journal_path.clone());
+    let summary = drive(&ns, &cfg);
+    assert_eq!(summary.lost, 0);
+    // The generator's QUIT ends the guest; the VM stopping stops the recording.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while vm.state() != "Stopped" {
+        assert!(std::time::Instant::now() < deadline, "the VM did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // What the generator sent and received, in its order.
+    let journal = journal(&journal_path);
+    let sent: Vec<(String, u64)> = journal
+        .iter()
+        .filter(|e| e["event"] == "request")
+        .map(|e| {
+            (
+                e["client"].as_str().expect("client").to_string(),
+                e["id"].as_u64().expect("id"),
+            )
+        })
+        .collect();
+    let received: Vec<(String, String)> = journal
+        .iter()
+        .filter(|e| e["event"] == "reply")
+        .map(|e| {
+            (
+                e["client"].as_str().expect("client").to_string(),
+                e["reply"].as_str().expect("reply").to_string(),
+            )
+        })
+        .collect();
+    // What the capture says the guest received and sent on UDP port 7000.
+    let read = |dir: &Path| -> Vec<replay::Event> {
+        let reader = replay::capture::reader::CaptureReader::open(dir).expect("capture");
+        reader
+            .events(&Default::default())
+            .expect("events")
+            .map(|r| r.unwrap_or_else(|p| panic!("capture problem: {p}")).event)
+            .collect()
+    };
+    let events = read(&capture.join("all"));
+    let mut requests = Vec::new();
+    let mut replies = Vec::new();
+    for e in &events {
+        match &e.kind {
+            replay::EventKind::NetRx { frame } => {
+                if let Some((from, to, payload)) = udp_of(frame) {
+                    if to == GUEST {
+                        let text = String::from_utf8_lossy(payload);
+                        let id: u64 = text
+                            .split(' ')
+                            .next()
+                            .and_then(|w| w.parse().ok())
+                            .expect("request id");
+                        requests.push((from.to_string(), id));
+                    }
+                }
+            }
+            replay::EventKind::NetTx { frame } => {
+                if let Some((from, to, payload)) = udp_of(frame) {
+                    if from == GUEST {
+                        replies.push((
+                            to.to_string(),
+                            String::from_utf8_lossy(payload).into_owned(),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(requests.len(), sent.len(), "requests received vs sent");
+    assert!(
+        requests == sent,
+        "the guest received the requests in another order or form"
+    );
+    assert_eq!(replies.len(), received.len(), "replies sent vs received");
+    assert!(
+        replies == received,
+        "the replies recorded differ from those received"
+    );
+    // The filtered buffer holds exactly the frames to or from 10.0.0.3, and markers.
+    let alias = read(&capture.join("alias"));
+    let frames: Vec<&replay::Event> = alias.iter().filter(|e| e.kind.frame().is_some()).collect();
+    let expected = events
+        .iter()
+        .filter(|e| {
+            e.kind
+                .frame()
+                .and_then(udp_of)
+                .is_some_and(|(from, to, _)| *from.ip() == ALIAS || *to.ip() == ALIAS)
+        })
+        .count();
+    assert!(expected > 0);
+    assert_eq!(frames.len(), expected);
+    assert!(alias
+        .iter()
+        .all(|e| e.kind.frame().is_some() || e.kind.class() == replay::KindClass::Marker));
 }
