@@ -215,4 +215,42 @@ fn recording_through_the_api_starts_stops_and_reports() {
         console.last().map(|e| &e.kind),
         Some(EventKind::RecordingStopped)
     ));
+
+    // The same through reprisectl.
+    let sock = vm.api_sock.clone().expect("API socket");
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(binary("reprise-tools", "reprisectl"))
+            .arg("--sock")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .expect("run reprisectl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "reprisectl {args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let cli_dir = capture.join("cli");
+    ctl(&[
+        "recording",
+        "start",
+        "--dir",
+        cli_dir.to_str().expect("utf-8"),
+        "--class",
+        "serial",
+    ]);
+    let status = ctl(&["recording", "status"]);
+    assert!(
+        status.contains("recording: running") && status.contains("all ("),
+        "{status}"
+    );
+    let stopped: serde_json::Value =
+        serde_json::from_str(&ctl(&["recording", "stop", "--json"])).expect("JSON");
+    assert_eq!(stopped["recording"], json!(false), "{stopped}");
+    assert!(read_all(&cli_dir)
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::RecordingStarted)));
 }

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{json, Value};
 use vmm::api::routes::{ActionType, VmStateChange};
 use vmm::config::{BootSource, DriveConfig, DrivePatch, MachineConfig, NetConfig, SerialConfig};
 
@@ -15,8 +15,8 @@ mod show;
 
 pub use args::{
     parse_byte_rate, parse_disk_size, parse_ops_rate, parse_size, Cli, Command, DriveAdd,
-    DriveCommand, DriveLimits, DriveResize, LimitArgs, NetAdd, NetCommand, Rate, SnapshotCommand,
-    SnapshotLoadArgs, StoreArgs, SOCK_ENV,
+    DriveCommand, DriveLimits, DriveResize, LimitArgs, NetAdd, NetCommand, Rate, RecordingCommand,
+    RecordingStartArgs, SnapshotCommand, SnapshotLoadArgs, StoreArgs, SOCK_ENV,
 };
 pub use show::{
     approx_bytes_text, bytes_text, config_summary, drive_status_text, limits_text,
@@ -107,6 +107,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             initrd_path: initrd.as_deref().map(absolute).transpose()?,
         })?),
         Command::Drive(command) => drive(&client, command, out),
+        Command::Recording(command) => recording(&client, command, out),
         Command::Net(NetCommand::Add(net)) => Ok(client.put_net(&NetConfig {
             iface_id: net.id,
             host_dev_name: net.tap,
@@ -125,6 +126,85 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
                 None => Ok(()),
             }
         }
+    }
+}
+
+/// The `PUT /recording` body `args` describe.
+fn recording_request(args: &RecordingStartArgs) -> Result<Value, CtlError> {
+    if let Some(file) = &args.config {
+        return read_body(&format!("@{}", file.display()));
+    }
+    let dir = args.dir.as_deref().map(absolute).transpose()?;
+    let mut buffer = json!({
+        "name": args.name,
+        "dir": dir,
+        "filter": {
+            "classes": args.classes,
+            "sources": args.sources,
+            "ipv4": args.ipv4,
+            "ports": args.ports,
+            "protocols": args.protocols,
+        },
+    });
+    if let Some(w) = args.window_secs {
+        buffer["window_secs"] = json!(w);
+    }
+    if let Some(b) = args.max_bytes {
+        buffer["max_bytes"] = json!(b);
+    }
+    if args.compact {
+        buffer["block_data"] = json!("compact");
+    }
+    if args.drop {
+        buffer["overflow"] = json!("drop");
+    }
+    Ok(json!({ "buffers": [buffer] }))
+}
+
+/// One line per buffer of a recording's state.
+fn recording_text(status: &Value) -> String {
+    let mut lines = vec![format!(
+        "recording: {}",
+        if status["recording"] == json!(true) {
+            "running"
+        } else {
+            "stopped"
+        }
+    )];
+    for b in status["buffers"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "  {} ({}): {} events, {} bytes in {} segments, {} dropped",
+            b["name"].as_str().unwrap_or("?"),
+            b["dir"].as_str().unwrap_or("?"),
+            b["events"],
+            b["bytes"],
+            b["segments"],
+            b["dropped_events"],
+        ));
+    }
+    lines.join("\n")
+}
+
+/// Runs a `recording` subcommand.
+fn recording(
+    client: &Client,
+    command: RecordingCommand,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let (method, json_out) = match &command {
+        RecordingCommand::Start(args) => {
+            let body = recording_request(args)?;
+            client.call("PUT", "/recording", Some(&body))?;
+            return Ok(());
+        }
+        RecordingCommand::Status { json } => ("GET", *json),
+        RecordingCommand::Stop { json } => ("DELETE", *json),
+    };
+    let status = client.call(method, "/recording", None)?;
+    if json_out {
+        print_json(out, &status)
+    } else {
+        print_line(out, &recording_text(&status.unwrap_or(Value::Null)))
     }
 }
 

@@ -87,6 +87,9 @@ pub enum Command {
     /// through the VMM with --api), and load one into a VMM that has no VM yet.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Record what enters and leaves the guest into capture buffers.
+    #[command(subcommand)]
+    Recording(RecordingCommand),
     /// Send any request and print the JSON answer.
     Raw {
         /// HTTP method, e.g. GET, PUT, PATCH.
@@ -96,6 +99,68 @@ pub enum Command {
         /// JSON body; `@FILE` reads it from a file and `-` from standard input.
         body: Option<String>,
     },
+}
+
+/// `recording` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RecordingCommand {
+    /// Start recording (before start too: then from the first instruction). One buffer from
+    /// the options, or any number from `--config FILE` (the `PUT /recording` body).
+    Start(RecordingStartArgs),
+    /// Show the recording's state (GET /recording).
+    Status {
+        /// Print the API's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop recording; everything recorded is flushed (DELETE /recording).
+    Stop {
+        /// Print the API's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `recording start`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["config", "dir"])))]
+pub struct RecordingStartArgs {
+    /// A JSON file holding the whole request (`{"buffers": [...]}`).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["dir", "name"])]
+    pub config: Option<PathBuf>,
+    /// The buffer's directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The buffer's name.
+    #[arg(long, value_name = "NAME", default_value = "all")]
+    pub name: String,
+    /// Keep at least the last this many seconds of VM time.
+    #[arg(long, value_name = "S")]
+    pub window_secs: Option<u64>,
+    /// Keep at most about this many bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_bytes: Option<u64>,
+    /// Keep hashes of block data instead of the data.
+    #[arg(long)]
+    pub compact: bool,
+    /// Drop events (counted in gap markers) rather than slow the guest when the disk lags.
+    #[arg(long)]
+    pub drop: bool,
+    /// Only these classes: net, blk, serial (repeatable).
+    #[arg(long = "class", value_name = "CLASS")]
+    pub classes: Vec<String>,
+    /// Only these devices (repeatable).
+    #[arg(long = "source", value_name = "NAME")]
+    pub sources: Vec<String>,
+    /// Only frames to or from this IPv4 address or prefix (repeatable).
+    #[arg(long = "ip", value_name = "ADDR[/LEN]")]
+    pub ipv4: Vec<String>,
+    /// Only frames to or from this port (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// Only frames of this protocol: arp, ipv4, icmp, tcp, udp (repeatable).
+    #[arg(long = "protocol", value_name = "NAME")]
+    pub protocols: Vec<String>,
 }
 
 /// `drive` subcommands.
@@ -490,6 +555,42 @@ mod tests {
         }
         let e = parse(&["load", "/s/base", "--net", "net0=tap:t,mac=zz"]).unwrap_err();
         assert!(e.to_string().contains("zz"), "{e}");
+    }
+
+    #[test]
+    fn recording_commands() {
+        let parse =
+            |args: &[&str]| Cli::try_parse_from([&["reprisectl", "recording"], args].concat());
+        let cli = parse(&[
+            "start",
+            "--dir",
+            "/c",
+            "--class",
+            "net",
+            "--ip",
+            "10.0.0.7",
+            "--compact",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Recording(RecordingCommand::Start(a)) => {
+                assert_eq!(a.name, "all");
+                assert!(a.compact && !a.drop);
+                assert_eq!(
+                    (a.classes, a.ipv4),
+                    (vec!["net".to_string()], vec!["10.0.0.7".to_string()])
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(&["start"]).is_err(),
+            "a directory or a config file is required"
+        );
+        assert!(parse(&["start", "--config", "/f", "--dir", "/c"]).is_err());
+        assert!(parse(&["start", "--port", "http"]).is_err());
+        assert!(parse(&["status", "--json"]).is_ok());
+        assert!(parse(&["stop"]).is_ok());
     }
 
     #[test]
