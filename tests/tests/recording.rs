@@ -254,3 +254,53 @@ fn recording_through_the_api_starts_stops_and_reports() {
         .iter()
         .any(|e| matches!(&e.kind, EventKind::RecordingStarted)));
 }
+
+#[test]
+fn killing_the_vmm_while_it_records_leaves_every_completed_record_readable() {
+    require_kvm();
+    let scratch = Scratch::new("rec-kill");
+    let capture = scratch.path("capture");
+    let disk = scratch.path("disk.img");
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(8 << 20))
+        .expect("disk");
+    let mut total = 0;
+    for (round, ms) in [150u64, 400, 250].into_iter().enumerate() {
+        let run = Scratch::new(&format!("rec-kill-{round}"));
+        let mut vm = Reprise::with_api(&run);
+        // Writes without end, and the console line after each round.
+        vm.configure_guest(
+            64,
+            &format!("workload=blk-rounds seed={round} blk.sector=0 blk.sectors=256"),
+            json!([{"drive_id": "data", "path_on_host": disk}]),
+            None,
+        );
+        vm.api_ok(
+            "PUT",
+            "/recording",
+            json!({"buffers": [{"name": "all", "dir": capture, "ring_bytes": 1 << 20}]}),
+        );
+        vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
+        vm.wait_serial("blk-rounds: round=1 done", Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(ms));
+        // SAFETY: signalling the child this test started.
+        unsafe { libc::kill(vm.child.id() as i32, libc::SIGKILL) };
+        vm.wait_exit(Duration::from_secs(10));
+
+        // Whatever was written is readable; at most a torn last record, reported as such.
+        let reader = CaptureReader::open(&capture).expect("open after the kill");
+        let report = reader.verify().expect("verify");
+        assert_eq!(report.errors(), 0, "round {round}: {:?}", report.problems);
+        let events = read_all(&capture);
+        assert!(events.len() > total, "round {round} recorded nothing");
+        total = events.len();
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.seq, i as u64, "seqs continue across sessions");
+        }
+        let sessions = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::RecordingStarted))
+            .count();
+        assert_eq!(sessions, round + 1);
+    }
+}
