@@ -304,3 +304,89 @@ fn killing_the_vmm_while_it_records_leaves_every_completed_record_readable() {
         assert_eq!(sessions, round + 1);
     }
 }
+
+#[test]
+fn capture_retention_follows_snapshot_retention_so_what_remains_replays_from_a_snapshot() {
+    require_kvm();
+    let scratch = Scratch::new("rec-retention");
+    let store = scratch.path("snapshots");
+    let capture = scratch.path("capture");
+    let mut vm = Reprise::with_api(&scratch);
+    vm.configure_guest(
+        64,
+        "workload=dirty dirty.mib=4 dirty.rate=500",
+        json!([]),
+        None,
+    );
+    // A 3 s window and a snapshot a second, each kept 4 s: a scaled-down "30 s window,
+    // snapshots every 10 s".
+    vm.api_ok(
+        "PUT",
+        "/recording",
+        json!({"buffers": [{"name": "all", "dir": capture, "window_secs": 3}]}),
+    );
+    vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
+    vm.api_ok(
+        "PUT",
+        "/snapshot/schedule",
+        json!({"snapshot_dir": store, "interval_ms": 1000, "max_age_secs": 4}),
+    );
+    vm.wait_serial("dirty: second=10 ", Duration::from_secs(60));
+    vm.api_ok(
+        "PUT",
+        "/snapshot/schedule",
+        json!({"snapshot_dir": store, "interval_ms": 0}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = vm.api("DELETE", "/recording", None);
+    assert_eq!(status, 200);
+
+    let snapshots: Vec<String> = snapshot::SnapshotStore::open(&store)
+        .expect("store")
+        .list()
+        .expect("list")
+        .snapshots
+        .iter()
+        .map(|m| m.id.clone())
+        .collect();
+    let reader = CaptureReader::open(&capture).expect("capture");
+    let segments = reader.segments();
+    let starts: Vec<Option<&str>> = segments.iter().map(|s| s.snapshot()).collect();
+    // Old segments went: the oldest kept starts at a snapshot that is still there, and
+    // every snapshot still there from then on starts a segment.
+    let first =
+        starts[0].unwrap_or_else(|| panic!("the oldest segment starts at no snapshot: {starts:?}"));
+    assert!(
+        snapshots.iter().any(|s| s == first),
+        "{first} is gone: {snapshots:?}"
+    );
+    let from: Vec<&String> = snapshots
+        .iter()
+        .skip_while(|s| s.as_str() != first)
+        .collect();
+    let started: Vec<&str> = starts.iter().flatten().copied().collect();
+    for s in &from {
+        assert!(
+            started.contains(&s.as_str()),
+            "no segment starts at {s}: {started:?}"
+        );
+    }
+    assert!(
+        segments.len() < 10,
+        "retention deleted nothing: {} segments",
+        segments.len()
+    );
+    // What remains reads without a problem from that snapshot on, and spans the window.
+    let report = reader.verify().expect("verify");
+    assert_eq!(report.errors(), 0, "{:?}", report.problems);
+    let first_ns = segments[0].first_vm_ns.expect("first time");
+    let last_ns = segments
+        .last()
+        .and_then(|s| s.last_vm_ns)
+        .expect("last time");
+    assert!(
+        last_ns - first_ns >= 3_000_000_000,
+        "kept {} ns",
+        last_ns - first_ns
+    );
+}
