@@ -129,18 +129,22 @@ impl FrameInfo {
 
     /// The IPv4 addresses of the frame (source, destination), those present.
     pub fn ipv4_addrs(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
-        [self.src_ip, self.dst_ip].into_iter().filter_map(|a| match a {
-            Some(IpAddr::V4(v4)) => Some(v4),
-            _ => None,
-        })
+        [self.src_ip, self.dst_ip]
+            .into_iter()
+            .filter_map(|a| match a {
+                Some(IpAddr::V4(v4)) => Some(v4),
+                _ => None,
+            })
     }
 
     /// The IPv6 addresses of the frame, those present.
     pub fn ipv6_addrs(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
-        [self.src_ip, self.dst_ip].into_iter().filter_map(|a| match a {
-            Some(IpAddr::V6(v6)) => Some(v6),
-            _ => None,
-        })
+        [self.src_ip, self.dst_ip]
+            .into_iter()
+            .filter_map(|a| match a {
+                Some(IpAddr::V6(v6)) => Some(v6),
+                _ => None,
+            })
     }
 
     /// A one-line description: `02:..:01 > 02:..:02 udp 10.0.0.1:5000 > 10.0.0.2:53`.
@@ -192,7 +196,13 @@ pub(crate) mod tests {
     use etherparse::PacketBuilder;
 
     /// A UDP/IPv4 frame from `src` to `dst`.
-    pub fn udp_frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    pub fn udp_frame(
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
             .ipv4(src, dst, 64)
             .udp(sport, dport);

@@ -33,7 +33,8 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
             .map_err(|e| CaptureError::io(&tmp, "create", e))?;
         f.write_all(data)
             .map_err(|e| CaptureError::io(&tmp, "write", e))?;
-        f.sync_all().map_err(|e| CaptureError::io(&tmp, "fsync", e))?;
+        f.sync_all()
+            .map_err(|e| CaptureError::io(&tmp, "fsync", e))?;
         std::fs::rename(&tmp, path).map_err(|e| CaptureError::io(path, "rename into place", e))
     })();
     if result.is_err() {

@@ -49,9 +49,6 @@ mod tests {
         assert_eq!(Hash128::from_bytes(h.to_bytes()), h);
         assert_eq!(h.to_string().len(), 32);
         // The empty input's XXH3-128 (seed 0) is a published constant.
-        assert_eq!(
-            Hash128::of(b"").0,
-            0x99aa06d3014798d86001c324468d497f
-        );
+        assert_eq!(Hash128::of(b"").0, 0x99aa06d3014798d86001c324468d497f);
     }
 }

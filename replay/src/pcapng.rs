@@ -168,10 +168,18 @@ mod tests {
     #[test]
     fn block_structure() {
         let mut w = PcapngWriter::new(Vec::new(), "test").unwrap();
-        let i = w.add_interface("net0", None, Some([2, 0, 0, 0, 0, 1])).unwrap();
-        assert_eq!(i, 0);
-        w.write_packet(0, (5 << 32) + 7, &[0xaa; 61], PacketDirection::Outbound, Some("c"))
+        let i = w
+            .add_interface("net0", None, Some([2, 0, 0, 0, 0, 1]))
             .unwrap();
+        assert_eq!(i, 0);
+        w.write_packet(
+            0,
+            (5 << 32) + 7,
+            &[0xaa; 61],
+            PacketDirection::Outbound,
+            Some("c"),
+        )
+        .unwrap();
         assert!(w
             .write_packet(1, 0, &[], PacketDirection::Inbound, None)
             .is_err());

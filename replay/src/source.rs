@@ -75,14 +75,19 @@ impl SourceTable {
             if s.id == SourceId::RECORDER {
                 return Err(bad(format!(
                     "source {:?}: id {} is reserved for the recorder",
-                    s.name,
-                    s.id.0
+                    s.name, s.id.0
                 )));
             }
             if s.class == KindClass::Marker {
-                return Err(bad(format!("source {:?}: class marker is reserved", s.name)));
+                return Err(bad(format!(
+                    "source {:?}: class marker is reserved",
+                    s.name
+                )));
             }
-            if sources[..i].iter().any(|o| o.id == s.id || o.name == s.name) {
+            if sources[..i]
+                .iter()
+                .any(|o| o.id == s.id || o.name == s.name)
+            {
                 return Err(bad(format!(
                     "source {:?} (id {}) is listed twice",
                     s.name, s.id.0

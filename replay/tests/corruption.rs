@@ -78,18 +78,30 @@ fn flipped_byte_is_reported_at_its_record_and_the_rest_is_read() {
 
     let (events, problems) = read(&dir);
     let want: Vec<u64> = (0..all.len() as u64).filter(|&s| s != 150).collect();
-    assert_eq!(seqs(&events), want, "everything but the damaged record is read");
+    assert_eq!(
+        seqs(&events),
+        want,
+        "everything but the damaged record is read"
+    );
     let first = &problems[0];
     assert_eq!(first.file, seg);
     assert_eq!(first.offset, Some(offset));
     assert_eq!(first.seq, Some(150));
     assert_eq!(first.severity, Severity::Error);
     match &first.kind {
-        ProblemKind::BadRecord { problem, .. } => assert!(problem.contains("checksum"), "{problem}"),
+        ProblemKind::BadRecord { problem, .. } => {
+            assert!(problem.contains("checksum"), "{problem}")
+        }
         other => panic!("{other:?}"),
     }
     assert!(
-        matches!(problems[1].kind, ProblemKind::SeqGap { expected: 150, found: 151 }),
+        matches!(
+            problems[1].kind,
+            ProblemKind::SeqGap {
+                expected: 150,
+                found: 151
+            }
+        ),
         "{problems:?}"
     );
     let text = first.to_string();
@@ -102,10 +114,12 @@ fn flipped_byte_is_reported_at_its_record_and_the_rest_is_read() {
     assert_eq!(v.records, all.len() as u64 - 1);
     assert_eq!(v.problems[0], *first);
     // The index of that segment no longer agrees with it.
-    assert!(v
-        .problems
-        .iter()
-        .any(|p| p.file == index_path(&seg) && matches!(p.kind, ProblemKind::IndexMismatch { .. })));
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.file == index_path(&seg)
+                && matches!(p.kind, ProblemKind::IndexMismatch { .. }))
+    );
     assert!(!v.is_ok());
 }
 
@@ -131,10 +145,22 @@ fn truncated_segment_is_reported_and_the_rest_is_read() {
         .collect();
     assert_eq!(seqs(&events), want);
     let p = &problems[0];
-    assert_eq!((p.file.clone(), p.offset, p.seq), (seg.clone(), Some(offset), Some(100)));
+    assert_eq!(
+        (p.file.clone(), p.offset, p.seq),
+        (seg.clone(), Some(offset), Some(100))
+    );
     // The segment was closed with an index covering more: real damage, not a torn write.
     assert_eq!(p.severity, Severity::Error);
-    assert!(matches!(p.kind, ProblemKind::BadRecord { skipped_bytes: 20, .. }), "{p:?}");
+    assert!(
+        matches!(
+            p.kind,
+            ProblemKind::BadRecord {
+                skipped_bytes: 20,
+                ..
+            }
+        ),
+        "{p:?}"
+    );
     assert!(
         matches!(problems[1].kind, ProblemKind::SeqGap { expected: 100, found } if found == next_first),
         "{problems:?}"
@@ -174,7 +200,9 @@ fn unsupported_version_skips_the_segment_only() {
         ),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(problems[1].kind, ProblemKind::SeqGap { expected, found } if expected == first && found == next));
+    assert!(
+        matches!(problems[1].kind, ProblemKind::SeqGap { expected, found } if expected == first && found == next)
+    );
 }
 
 #[test]
@@ -202,7 +230,11 @@ fn damaged_or_missing_index_falls_back_to_scanning() {
         to_seq: Some(5),
         ..Query::default()
     };
-    let got: Vec<u64> = r.events(&q).unwrap().map(|e| e.unwrap().event.seq).collect();
+    let got: Vec<u64> = r
+        .events(&q)
+        .unwrap()
+        .map(|e| e.unwrap().event.seq)
+        .collect();
     assert_eq!(got, [3, 4, 5]);
     let v = r.verify().unwrap();
     let kinds: Vec<(&Path, Severity)> = v
@@ -234,7 +266,12 @@ fn seeking_by_time_seq_and_snapshot() {
         if i == 1200 {
             rec.snapshot_taken("mid").unwrap();
         }
-        rec.record(SourceId(SERIAL), EventKind::SerialOut { bytes: vec![b'x'; 50] });
+        rec.record(
+            SourceId(SERIAL),
+            EventKind::SerialOut {
+                bytes: vec![b'x'; 50],
+            },
+        );
     }
     rec.stop().unwrap();
     let r = CaptureReader::open(&dir).unwrap();
@@ -244,7 +281,11 @@ fn seeking_by_time_seq_and_snapshot() {
         to_vm_ns: Some(10_040),
         ..Query::default()
     };
-    let got: Vec<u64> = r.events(&q).unwrap().map(|e| e.unwrap().event.vm_time_ns).collect();
+    let got: Vec<u64> = r
+        .events(&q)
+        .unwrap()
+        .map(|e| e.unwrap().event.vm_time_ns)
+        .collect();
     assert_eq!(got, [10_010, 10_020, 10_030]);
     let q = Query {
         from_snapshot: Some("mid".to_string()),
@@ -257,7 +298,14 @@ fn seeking_by_time_seq_and_snapshot() {
         .map(|e| e.unwrap())
         .map(|e| (e.event.seq, e.event.kind.name()))
         .collect();
-    assert_eq!(got, [(1201, "SnapshotTaken"), (1202, "SerialOut"), (1203, "SerialOut")]);
+    assert_eq!(
+        got,
+        [
+            (1201, "SnapshotTaken"),
+            (1202, "SerialOut"),
+            (1203, "SerialOut")
+        ]
+    );
     let q = Query {
         from_snapshot: Some("nope".to_string()),
         ..Query::default()

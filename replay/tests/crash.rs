@@ -45,10 +45,10 @@ fn crash_child() {
     for n in 1u64.. {
         clock.advance(1000);
         rec.record(SourceId(NET0), EventKind::net_rx(frame(n)));
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             rec.snapshot_taken(&format!("s{n}")).unwrap();
         }
-        if n % 5000 == 0 {
+        if n.is_multiple_of(5000) {
             rec.flush().unwrap();
             let last = rec.status()[0].next_seq - 1;
             println!("FLUSHED {last}");
@@ -66,7 +66,12 @@ fn check(dir: &Path, flushed: Option<u64>, round: u64) -> (u64, usize) {
             Ok(e) => {
                 if let EventKind::NetRx { frame: f } = &e.event.kind {
                     let n = u64::from_le_bytes(f[..8].try_into().unwrap());
-                    assert_eq!(*f, frame(n), "round {round}: seq {} is damaged", e.event.seq);
+                    assert_eq!(
+                        *f,
+                        frame(n),
+                        "round {round}: seq {} is damaged",
+                        e.event.seq
+                    );
                 }
                 seqs.push(e.event.seq);
             }
@@ -95,7 +100,10 @@ fn check(dir: &Path, flushed: Option<u64>, round: u64) -> (u64, usize) {
         "round {round}: seqs are a gap-free run from 0"
     );
     if let Some(f) = flushed {
-        assert!(n > f, "round {round}: flushed seq {f} is missing (read {n} records)");
+        assert!(
+            n > f,
+            "round {round}: flushed seq {f} is missing (read {n} records)"
+        );
     }
     let v = r.verify().unwrap();
     assert!(v.is_ok(), "round {round}: {:?}", v.problems);
@@ -132,24 +140,38 @@ fn killed_recorders_leave_a_readable_prefix() {
         let flushed = BufReader::new(out)
             .lines()
             .map_while(Result::ok)
-            .filter_map(|l| l.strip_prefix("FLUSHED ").and_then(|s| s.parse::<u64>().ok()))
+            .filter_map(|l| {
+                l.strip_prefix("FLUSHED ")
+                    .and_then(|s| s.parse::<u64>().ok())
+            })
             .max();
         let (newest, torn) = check(&dir, flushed, round);
         assert!(newest >= last, "round {round}: records disappeared");
         last = newest;
         torn_total += torn;
     }
-    assert!(last > rounds * 100, "the children made too little progress ({last})");
+    assert!(
+        last > rounds * 100,
+        "the children made too little progress ({last})"
+    );
 
     // What an interrupted append leaves, made on purpose (the kills above land inside a
     // write only now and then): the first bytes of a record at the end of the newest
     // segment. It is reported as a torn tail, and the next session goes on after it.
     let r = CaptureReader::open(&dir).unwrap();
     // (The newest segment may be one the last child was creating, with no header yet.)
-    let seg = r.segments().iter().rev().find(|s| s.header.is_some()).unwrap();
+    let seg = r
+        .segments()
+        .iter()
+        .rev()
+        .find(|s| s.header.is_some())
+        .unwrap();
     let (newest, newest_records) = (seg.path.clone(), seg.records);
     let len = std::fs::metadata(&newest).unwrap().len();
-    let mut f = std::fs::OpenOptions::new().append(true).open(&newest).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&newest)
+        .unwrap();
     std::io::Write::write_all(&mut f, &[200, 0, 0, 0, 1, 2, 3, 4, 5, 6]).unwrap();
     drop(f);
     let (n, torn) = check(&dir, Some(last), rounds);
@@ -162,7 +184,10 @@ fn killed_recorders_leave_a_readable_prefix() {
         .filter(|p| matches!(p.kind, ProblemKind::TornTail { .. }))
         .collect();
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert_eq!((problems[0].file.clone(), problems[0].offset), (newest.clone(), Some(len)));
+    assert_eq!(
+        (problems[0].file.clone(), problems[0].offset),
+        (newest.clone(), Some(len))
+    );
     assert_eq!(problems[0].seq, Some(last + 1));
     let clock = clock();
     let rec = start(vec![BufferConfig::new("crash", &dir)], &clock);

@@ -92,8 +92,16 @@ fn tshark_reads_the_export() {
     assert_eq!(lines.len(), 10, "{text}");
     for (i, (line, (source, inbound, payload, vm))) in lines.iter().zip(&sent).enumerate() {
         let f: Vec<&str> = line.split('|').collect();
-        assert_eq!(f[0], if *source == NET0 { "net0" } else { "net1" }, "{line}");
-        assert_eq!(f[1], if *inbound { "0x00000001" } else { "0x00000002" }, "direction of {line}");
+        assert_eq!(
+            f[0],
+            if *source == NET0 { "net0" } else { "net1" },
+            "{line}"
+        );
+        assert_eq!(
+            f[1],
+            if *inbound { "0x00000001" } else { "0x00000002" },
+            "direction of {line}"
+        );
         assert_eq!(f[2], (1000 + i).to_string());
         assert_eq!(f[3], hex(payload));
         // Wall time: the recording's start plus VM time (no pause in this run).
@@ -115,6 +123,16 @@ fn tshark_reads_the_export() {
     let out2 = tmp.join("rx.pcapng");
     let s = export_pcapng(&r, &q, &out2).unwrap();
     assert_eq!(s.packets, 5);
-    let text = tshark(&["-r", out2.to_str().unwrap(), "-T", "fields", "-e", "udp.srcport"]);
-    assert_eq!(text.lines().collect::<Vec<_>>(), ["1000", "1002", "1004", "1006", "1008"]);
+    let text = tshark(&[
+        "-r",
+        out2.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-e",
+        "udp.srcport",
+    ]);
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        ["1000", "1002", "1004", "1006", "1008"]
+    );
 }

@@ -46,9 +46,15 @@ fn fan_out_filters_markers_and_block_modes() {
     let read_data = vec![7u8; 4096];
     clock.set_vm_time_ns(1_000);
     clock.set_progress(10);
-    rec.record(SourceId(NET0), EventKind::net_rx(udp(true, 4000, 53, b"query")));
+    rec.record(
+        SourceId(NET0),
+        EventKind::net_rx(udp(true, 4000, 53, b"query")),
+    );
     clock.set_vm_time_ns(2_000);
-    rec.record(SourceId(NET0), EventKind::net_tx(udp(false, 80, 4000, b"http")));
+    rec.record(
+        SourceId(NET0),
+        EventKind::net_tx(udp(false, 80, 4000, b"http")),
+    );
     rec.record(
         SourceId(BLK0),
         EventKind::BlkCompletion {
@@ -97,14 +103,21 @@ fn fan_out_filters_markers_and_block_modes() {
     assert_eq!(all[1].source, SourceId(NET0));
     assert_eq!(all[4].source, SourceId::RECORDER);
     match &all[3].kind {
-        EventKind::BlkCompletion { data, .. } => assert_eq!(data, &BlkData::Full(read_data.clone())),
+        EventKind::BlkCompletion { data, .. } => {
+            assert_eq!(data, &BlkData::Full(read_data.clone()))
+        }
         other => panic!("{other:?}"),
     }
 
     let dns = read_all(&tmp.join("dns"));
     assert_eq!(
         names(&dns),
-        ["RecordingStarted", "NetRx", "SnapshotTaken", "RecordingStopped"]
+        [
+            "RecordingStarted",
+            "NetRx",
+            "SnapshotTaken",
+            "RecordingStopped"
+        ]
     );
     assert_eq!(dns[1].seq, 1, "seqs are per buffer");
 
@@ -179,7 +192,10 @@ fn drop_policy_writes_a_gap_and_keeps_seqs_consistent() {
     assert_eq!(lost_in_gaps, dropped, "every drop is in a Gap");
     assert_eq!(kept + dropped, 20_000);
     // verify accepts seqs jumping over what a Gap stands for.
-    let v = CaptureReader::open(&tmp.join("b")).unwrap().verify().unwrap();
+    let v = CaptureReader::open(&tmp.join("b"))
+        .unwrap()
+        .verify()
+        .unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
 }
 
@@ -302,4 +318,44 @@ fn periodic_sync_writes_the_index() {
         std::thread::sleep(Duration::from_millis(10));
     }
     rec.stop().unwrap();
+}
+
+#[test]
+fn bad_configurations_are_refused() {
+    let tmp = TempDir::new("config");
+    let clock = clock();
+    let start_with = |b: Vec<BufferConfig>| {
+        replay::Recorder::start(sources(), b, clock.clone(), all_exist())
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    let e = start_with(vec![
+        BufferConfig::new("a", tmp.join("a")),
+        BufferConfig::new("a", tmp.join("b")),
+    ]);
+    assert!(e.contains("two buffers have this name"), "{e}");
+    let e = start_with(vec![
+        BufferConfig::new("a", tmp.join("a")),
+        BufferConfig::new("b", tmp.join("a")),
+    ]);
+    assert!(e.contains("another buffer's directory"), "{e}");
+    let e = start_with(vec![BufferConfig::new("has space", tmp.join("c"))]);
+    assert!(e.contains("printable ASCII"), "{e}");
+    let mut small = BufferConfig::new("small", tmp.join("d"));
+    small.ring_bytes = 10;
+    let e = start_with(vec![small]);
+    assert!(e.contains("ring_bytes"), "{e}");
+    // A directory that cannot be created (a file is in the way).
+    std::fs::write(tmp.join("file"), b"x").unwrap();
+    let e = start_with(vec![
+        BufferConfig::new("ok", tmp.join("e")),
+        BufferConfig::new("bad", tmp.join("file").join("sub")),
+    ]);
+    assert!(e.contains("create directory"), "{e}");
+    let dup = replay::SourceTable::new(vec![
+        replay::SourceInfo::blk(1, "blk0"),
+        replay::SourceInfo::blk(1, "blk1"),
+    ]);
+    assert!(dup.is_err());
 }

@@ -39,7 +39,7 @@ fn simulate(keep: fn(u64) -> bool) -> (Vec<(u64, SegmentStart)>, BTreeSet<String
     for tick in 1..=1200u64 {
         let t = tick * SEC / 10;
         clock.set_vm_time_ns(t);
-        if t % (10 * SEC) == 0 && t < 120 * SEC {
+        if t.is_multiple_of(10 * SEC) && t < 120 * SEC {
             let s = t / SEC;
             let id = format!("snap-{s:03}");
             let mut ex = existing.lock().unwrap();
@@ -84,7 +84,12 @@ fn thirty_second_window_keeps_the_chains_covering_it() {
     assert!(segs[1..]
         .iter()
         .all(|(_, s)| matches!(s, SegmentStart::Continuation | SegmentStart::Snapshot(_))));
-    assert!(segs.iter().filter(|(_, s)| *s == SegmentStart::Continuation).count() > 3);
+    assert!(
+        segs.iter()
+            .filter(|(_, s)| *s == SegmentStart::Continuation)
+            .count()
+            > 3
+    );
     for id in chain_starts(&segs) {
         assert!(existing.contains(&id));
     }

@@ -6,14 +6,17 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use replay::capture::{BufferConfig, ManualClock, Recorder};
-use replay::{BlkData, BlkRequestType, EventKind, Filter, KindClass, SourceId, SourceInfo, SourceTable};
+use replay::{
+    BlkData, BlkRequestType, EventKind, Filter, KindClass, SourceId, SourceInfo, SourceTable,
+};
 use serde_json::Value;
 
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("reprise-capture-cli-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("reprise-capture-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -34,7 +37,10 @@ fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Ve
     ip[2..4].copy_from_slice(&total.to_be_bytes());
     ip.extend_from_slice(&src);
     ip.extend_from_slice(&dst);
-    let mut sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -73,8 +79,14 @@ fn make_capture(root: &Path) {
         clock.set_vm_time_ns(u64::from(i) * 100_000_000);
         clock.set_progress(u64::from(i) * 7);
         let port = if i % 4 == 0 { 53 } else { 8000 + i };
-        rec.record(SourceId(0), EventKind::net_rx(udp(HOST, port, GUEST, 9000, b"request")));
-        rec.record(SourceId(0), EventKind::net_tx(udp(GUEST, 9000, HOST, port, b"reply!")));
+        rec.record(
+            SourceId(0),
+            EventKind::net_rx(udp(HOST, port, GUEST, 9000, b"request")),
+        );
+        rec.record(
+            SourceId(0),
+            EventKind::net_tx(udp(GUEST, 9000, HOST, port, b"reply!")),
+        );
         if i == 10 {
             rec.snapshot_taken("s10").unwrap();
         }
@@ -90,7 +102,12 @@ fn make_capture(root: &Path) {
         },
     );
     rec.record(SourceId(1), EventKind::blk_write(8, vec![1; 512]));
-    rec.record(SourceId(2), EventKind::SerialOut { bytes: b"hello\n".to_vec() });
+    rec.record(
+        SourceId(2),
+        EventKind::SerialOut {
+            bytes: b"hello\n".to_vec(),
+        },
+    );
     rec.stop().unwrap();
 }
 
@@ -133,29 +150,64 @@ fn ls_show_stats_verify_export() {
     assert_eq!(ls[0]["segments"][1]["index"]["state"], "closed");
     assert_eq!(ls[1]["records"], 43);
     let text = ok(&["ls", root_s]);
-    assert!(text.contains("snapshots: s10 (seq 23, 1.000000000)"), "{text}");
+    assert!(
+        text.contains("snapshots: s10 (seq 23, 1.000000000)"),
+        "{text}"
+    );
 
     // show needs a buffer when there are several.
     let out = cli(&["show", root_s]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--buffer"));
-    let lines = ok(&["show", root_s, "--buffer", "all", "--port", "53", "--kind", "net"]);
+    let lines = ok(&[
+        "show", root_s, "--buffer", "all", "--port", "53", "--kind", "net",
+    ]);
     let rows: Vec<&str> = lines.lines().skip(1).collect();
     assert_eq!(rows.len(), 10, "{lines}");
-    assert!(rows[0].contains("NetRx") && rows[0].contains("10.0.0.1:53 > 10.0.0.2:9000"), "{}", rows[0]);
-    let outs = ok(&["show", all_s, "--direction", "out", "--source", "serial", "--kind", "serial", "--json", "--data"]);
+    assert!(
+        rows[0].contains("NetRx") && rows[0].contains("10.0.0.1:53 > 10.0.0.2:9000"),
+        "{}",
+        rows[0]
+    );
+    let outs = ok(&[
+        "show",
+        all_s,
+        "--direction",
+        "out",
+        "--source",
+        "serial",
+        "--kind",
+        "serial",
+        "--json",
+        "--data",
+    ]);
     let v: Value = serde_json::from_str(outs.trim()).unwrap();
     assert_eq!(v["kind"], "SerialOut");
     assert_eq!(v["text"], "hello\n");
     assert_eq!(v["bytes"], "68656c6c6f0a");
-    let ranged = ok(&["show", all_s, "--from-time", "1.5", "--to-time", "1700ms", "--json"]);
+    let ranged = ok(&[
+        "show",
+        all_s,
+        "--from-time",
+        "1.5",
+        "--to-time",
+        "1700ms",
+        "--json",
+    ]);
     let seqs: Vec<u64> = ranged
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["seq"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(seqs, [32, 33, 34, 35]);
     let snap = ok(&["show", all_s, "--from-snapshot", "s10", "--limit", "1"]);
-    assert!(snap.lines().nth(1).unwrap().contains("snapshot s10"), "{snap}");
+    assert!(
+        snap.lines().nth(1).unwrap().contains("snapshot s10"),
+        "{snap}"
+    );
     let out = cli(&["show", all_s, "--source", "nic9"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no source \"nic9\""));
@@ -186,7 +238,10 @@ fn ls_show_stats_verify_export() {
     let out = cli(&["verify", root_s]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&format!("error: {}: offset", seg.display())), "{text}");
+    assert!(
+        text.contains(&format!("error: {}: offset", seg.display())),
+        "{text}"
+    );
     assert!(text.contains("DAMAGED"), "{text}");
     let v: Value = serde_json::from_slice(&cli(&["verify", all_s, "--json"]).stdout).unwrap();
     assert!(v[0]["errors"].as_u64().unwrap() >= 1);
@@ -198,14 +253,41 @@ fn ls_show_stats_verify_export() {
 
     // export-pcapng from the network buffer, read by tshark.
     let pcap = tmp.0.join("net.pcapng");
-    let text = ok(&["export-pcapng", root_s, pcap.to_str().unwrap(), "--buffer", "net", "--port", "53"]);
-    assert!(text.contains("wrote 10 packets (5 inbound, 5 outbound)"), "{text}");
+    let text = ok(&[
+        "export-pcapng",
+        root_s,
+        pcap.to_str().unwrap(),
+        "--buffer",
+        "net",
+        "--port",
+        "53",
+    ]);
+    assert!(
+        text.contains("wrote 10 packets (5 inbound, 5 outbound)"),
+        "{text}"
+    );
     let out = Command::new("tshark")
-        .args(["-r", pcap.to_str().unwrap(), "-T", "fields", "-e", "frame.packet_flags_direction", "-e", "udp.srcport"])
+        .args([
+            "-r",
+            pcap.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "frame.packet_flags_direction",
+            "-e",
+            "udp.srcport",
+        ])
         .output()
         .expect("tshark could not run: install the Debian package tshark");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
     assert_eq!(rows.len(), 10);
     assert_eq!(rows[0], "0x00000001\t53");
     assert_eq!(rows[1], "0x00000002\t9000");

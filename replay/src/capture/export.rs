@@ -42,8 +42,13 @@ pub fn export_pcapng(reader: &CaptureReader, query: &Query, out: &Path) -> Resul
     let result = write_to(reader, query, &tmp);
     match result {
         Ok(summary) => {
-            std::fs::rename(&tmp, out).map_err(|e| CaptureError::io(out, "rename into place", e))?;
-            fsync_dir(out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+            std::fs::rename(&tmp, out)
+                .map_err(|e| CaptureError::io(out, "rename into place", e))?;
+            fsync_dir(
+                out.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new(".")),
+            )?;
             Ok(summary)
         }
         Err(e) => {

@@ -100,7 +100,7 @@ pub fn plan_retention(
         segments[c]
             .start
             .snapshot()
-            .is_some_and(|id| snapshot_exists(id))
+            .is_some_and(snapshot_exists)
     };
     if let Some(&j) = cands.iter().find(|&&c| c >= k && valid(c)) {
         return j;

@@ -117,10 +117,7 @@ impl Ring {
                         && !st.writer_gone
                         && !st.closed
                     {
-                        st = self
-                            .has_room
-                            .wait(st)
-                            .unwrap_or_else(|p| p.into_inner());
+                        st = self.has_room.wait(st).unwrap_or_else(|p| p.into_inner());
                     }
                     if st.closed {
                         return false;
@@ -232,7 +229,9 @@ mod tests {
             vm_time_ns: t,
             progress: t,
             source: SourceId(0),
-            kind: EventKind::SerialOut { bytes: vec![0; 100] },
+            kind: EventKind::SerialOut {
+                bytes: vec![0; 100],
+            },
         })
     }
 

@@ -31,7 +31,14 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// Appends a record with `payload`.
-    pub fn push(&mut self, seq: u64, next_seq: u64, vm_time_ns: u64, payload: &[u8], payload_bytes: u64) {
+    pub fn push(
+        &mut self,
+        seq: u64,
+        next_seq: u64,
+        vm_time_ns: u64,
+        payload: &[u8],
+        payload_bytes: u64,
+    ) {
         self.records.push(RecordMeta {
             seq,
             next_seq,
@@ -133,8 +140,7 @@ impl SegmentWriter {
             s.last_seq = r.seq;
             s.next_seq = r.next_seq;
             s.last_vm_ns = r.vm_time_ns;
-            if self.index.entries.is_empty()
-                || offset - self.last_entry_offset >= ENTRY_EVERY_BYTES
+            if self.index.entries.is_empty() || offset - self.last_entry_offset >= ENTRY_EVERY_BYTES
             {
                 self.index.entries.push(IndexEntry {
                     seq: r.seq,

@@ -110,10 +110,7 @@ impl<'a> Decoder<'a> {
     /// The next `n` bytes, which must be present.
     pub fn raw(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
         if n > self.remaining() {
-            return Err(self.error(format!(
-                "{what} needs {n} bytes, {} left",
-                self.remaining()
-            )));
+            return Err(self.error(format!("{what} needs {n} bytes, {} left", self.remaining())));
         }
         let s = &self.data[self.pos..self.pos + n];
         self.pos += n;

@@ -104,7 +104,12 @@ mod tests {
             0,
             EventKind::net_tx(udp_frame([10, 0, 0, 2], 53, [10, 0, 0, 1], 1000, b"")),
         );
-        let out = ev(2, EventKind::SerialOut { bytes: b"x".to_vec() });
+        let out = ev(
+            2,
+            EventKind::SerialOut {
+                bytes: b"x".to_vec(),
+            },
+        );
         let blk = ev(1, EventKind::blk_write(0, vec![0; 512]));
         let marker = ev(u16::MAX, EventKind::RecordingStarted);
         let all = [&rx, &tx, &out, &blk, &marker];

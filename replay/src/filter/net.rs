@@ -99,8 +99,7 @@ impl NetFilter {
                 .flatten()
                 .any(|m| self.macs.contains(m));
         let ip_ok = self.ipv4.is_empty()
-            || f
-                .ipv4_addrs()
+            || f.ipv4_addrs()
                 .any(|a| self.ipv4.iter().any(|p| p.contains(a)));
         let port_ok = self.ports.is_empty()
             || [f.src_port, f.dst_port]
@@ -137,16 +136,76 @@ mod tests {
         let other_mac: MacAddr = "02:00:00:00:00:09".parse().unwrap();
         let cases = [
             (NetFilter::default(), true),
-            (NetFilter { macs: vec![mac], ..Default::default() }, true),
-            (NetFilter { macs: vec![other_mac], ..Default::default() }, false),
-            (NetFilter { ipv4: vec!["10.0.0.0/24".parse().unwrap()], ..Default::default() }, true),
-            (NetFilter { ipv4: vec!["10.0.1.0/24".parse().unwrap()], ..Default::default() }, false),
-            (NetFilter { ports: vec![80, 53], ..Default::default() }, true),
-            (NetFilter { ports: vec![80], ..Default::default() }, false),
-            (NetFilter { protocols: vec![ProtocolMatch::Udp], ..Default::default() }, true),
-            (NetFilter { protocols: vec![ProtocolMatch::Ipv4], ..Default::default() }, true),
-            (NetFilter { protocols: vec![ProtocolMatch::IpProto(17)], ..Default::default() }, true),
-            (NetFilter { protocols: vec![ProtocolMatch::Tcp, ProtocolMatch::Arp], ..Default::default() }, false),
+            (
+                NetFilter {
+                    macs: vec![mac],
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                NetFilter {
+                    macs: vec![other_mac],
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                NetFilter {
+                    ipv4: vec!["10.0.0.0/24".parse().unwrap()],
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                NetFilter {
+                    ipv4: vec!["10.0.1.0/24".parse().unwrap()],
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                NetFilter {
+                    ports: vec![80, 53],
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                NetFilter {
+                    ports: vec![80],
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                NetFilter {
+                    protocols: vec![ProtocolMatch::Udp],
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                NetFilter {
+                    protocols: vec![ProtocolMatch::Ipv4],
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                NetFilter {
+                    protocols: vec![ProtocolMatch::IpProto(17)],
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                NetFilter {
+                    protocols: vec![ProtocolMatch::Tcp, ProtocolMatch::Arp],
+                    ..Default::default()
+                },
+                false,
+            ),
             (
                 NetFilter {
                     ports: vec![53],

@@ -30,9 +30,8 @@ impl FromStr for MacAddr {
                     format!("{p:?} is not two hex digits"),
                 ));
             }
-            *m = u8::from_str_radix(p, 16).map_err(|_| {
-                CaptureError::parse("MAC address", s, format!("{p:?} is not hex"))
-            })?;
+            *m = u8::from_str_radix(p, 16)
+                .map_err(|_| CaptureError::parse("MAC address", s, format!("{p:?} is not hex")))?;
         }
         Ok(MacAddr(mac))
     }

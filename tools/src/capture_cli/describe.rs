@@ -28,7 +28,11 @@ fn text(b: &[u8]) -> String {
 pub fn detail(kind: &EventKind) -> String {
     match kind {
         EventKind::NetRx { frame } | EventKind::NetTx { frame } => {
-            format!("{} bytes {}", frame.len(), FrameInfo::parse(frame).summary())
+            format!(
+                "{} bytes {}",
+                frame.len(),
+                FrameInfo::parse(frame).summary()
+            )
         }
         EventKind::BlkCompletion {
             request,
@@ -42,7 +46,10 @@ pub fn detail(kind: &EventKind) -> String {
                 BlkData::Full(b) => format!(" data {} bytes", b.len()),
                 BlkData::Hash(h) => format!(" data hash {h}"),
             };
-            format!("{} sector {sector} len {len} status {status}{d}", request.name())
+            format!(
+                "{} sector {sector} len {len} status {status}{d}",
+                request.name()
+            )
         }
         EventKind::BlkWrite {
             sector,

@@ -9,7 +9,10 @@ use super::{one_buffer, print_json, report, CliError};
 
 pub fn run(dir: &Path, out: &Path, filter: &FilterArgs, json: bool) -> Result<i32, CliError> {
     let r = one_buffer(dir, filter.buffer.as_deref())?;
-    let sources = r.latest_header().map(|h| h.sources.clone()).unwrap_or_default();
+    let sources = r
+        .latest_header()
+        .map(|h| h.sources.clone())
+        .unwrap_or_default();
     let query = filter.query(&sources)?;
     let summary = export_pcapng(&r, &query, out)?;
     let mut errors = false;

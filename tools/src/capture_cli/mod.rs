@@ -157,10 +157,7 @@ fn one_buffer(dir: &Path, name: Option<&str>) -> Result<CaptureReader, CliError>
             let names: Vec<String> = readers.iter().map(label).collect();
             readers
                 .into_iter()
-                .find(|r| {
-                    r.buffer_name() == Some(n)
-                        || r.dir().file_name().is_some_and(|f| f == n)
-                })
+                .find(|r| r.buffer_name() == Some(n) || r.dir().file_name().is_some_and(|f| f == n))
                 .ok_or_else(|| {
                     CliError::Usage(format!("no buffer {n:?} (buffers: {})", names.join(", ")))
                 })

@@ -15,7 +15,10 @@ pub fn run(
     as_json: bool,
 ) -> Result<i32, CliError> {
     let r = one_buffer(dir, filter.buffer.as_deref())?;
-    let sources = r.latest_header().map(|h| h.sources.clone()).unwrap_or_default();
+    let sources = r
+        .latest_header()
+        .map(|h| h.sources.clone())
+        .unwrap_or_default();
     let query = filter.query(&sources)?;
     let mut errors = false;
     let mut shown = 0;

@@ -72,7 +72,10 @@ fn print_table(title: &str, m: &BTreeMap<String, Count>, secs: f64) {
 
 pub fn run(dir: &Path, filter: &FilterArgs, json: bool) -> Result<i32, CliError> {
     let r = one_buffer(dir, filter.buffer.as_deref())?;
-    let sources = r.latest_header().map(|h| h.sources.clone()).unwrap_or_default();
+    let sources = r
+        .latest_header()
+        .map(|h| h.sources.clone())
+        .unwrap_or_default();
     let query = filter.query(&sources)?;
     let mut s = Stats {
         buffer: r.buffer_name().map(str::to_string),
@@ -92,7 +95,10 @@ pub fn run(dir: &Path, filter: &FilterArgs, json: bool) -> Result<i32, CliError>
         s.bytes += bytes as u64;
         s.first_vm_time_ns.get_or_insert(e.vm_time_ns);
         s.last_vm_time_ns = Some(e.vm_time_ns);
-        s.by_kind.entry(e.kind.name().to_string()).or_default().add(bytes);
+        s.by_kind
+            .entry(e.kind.name().to_string())
+            .or_default()
+            .add(bytes);
         s.by_source
             .entry(sources.name_of(e.source))
             .or_default()

@@ -113,7 +113,13 @@ pub fn read_header(file: &File, path: &Path, file_len: u64) -> Result<(SegmentHe
     let mut bytes = vec![0u8; total];
     file.read_exact_at(&mut bytes, 0)
         .map_err(|e| CaptureError::io(path, "read", e))?;
-    let body = check_framed(path, &bytes, &SEGMENT_MAGIC, "capture segment", SEGMENT_VERSION)?;
+    let body = check_framed(
+        path,
+        &bytes,
+        &SEGMENT_MAGIC,
+        "capture segment",
+        SEGMENT_VERSION,
+    )?;
     let header = SegmentHeader::decode_body(body).map_err(|e| {
         CaptureError::corrupt(
             path,
@@ -128,7 +134,6 @@ pub fn read_header(file: &File, path: &Path, file_len: u64) -> Result<(SegmentHe
 pub fn read_index(path: &Path) -> Result<SegmentIndex> {
     let bytes = read_limited(path, MAX_INDEX_BYTES)?;
     let body = check_framed(path, &bytes, &INDEX_MAGIC, "capture index", INDEX_VERSION)?;
-    SegmentIndex::decode_body(body).map_err(|e| {
-        CaptureError::corrupt(path, (PREFIX_BYTES + e.offset) as u64, e.problem)
-    })
+    SegmentIndex::decode_body(body)
+        .map_err(|e| CaptureError::corrupt(path, (PREFIX_BYTES + e.offset) as u64, e.problem))
 }

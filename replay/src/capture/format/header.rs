@@ -25,9 +25,9 @@
 
 use crate::codec::{DecodeError, Decoder, Encoder};
 use crate::event::KindClass;
+use crate::event::SourceId;
 use crate::limits::{MAX_NAME_BYTES, MAX_SNAPSHOT_ID_BYTES, MAX_SOURCES};
 use crate::source::{SourceInfo, SourceTable};
-use crate::event::SourceId;
 
 /// The magic bytes opening a segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"RPRSCAPT";
@@ -95,9 +95,11 @@ impl SegmentHeader {
     /// Wall-clock Unix ns for VM time `vm_ns`, by this segment's anchor.
     pub fn unix_ns_at(&self, vm_ns: u64) -> u64 {
         if vm_ns >= self.anchor_vm_ns {
-            self.anchor_unix_ns.saturating_add(vm_ns - self.anchor_vm_ns)
+            self.anchor_unix_ns
+                .saturating_add(vm_ns - self.anchor_vm_ns)
         } else {
-            self.anchor_unix_ns.saturating_sub(self.anchor_vm_ns - vm_ns)
+            self.anchor_unix_ns
+                .saturating_sub(self.anchor_vm_ns - vm_ns)
         }
     }
 

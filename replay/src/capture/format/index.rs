@@ -142,8 +142,7 @@ impl SegmentIndex {
             };
             if let Some(prev) = entries.last() {
                 let prev: &IndexEntry = prev;
-                if e.seq <= prev.seq || e.offset <= prev.offset || e.vm_time_ns < prev.vm_time_ns
-                {
+                if e.seq <= prev.seq || e.offset <= prev.offset || e.vm_time_ns < prev.vm_time_ns {
                     return Err(DecodeError {
                         offset: at,
                         problem: format!("entry for seq {} is out of order", e.seq),
@@ -195,9 +194,21 @@ mod tests {
                 last_vm_ns: 5000,
             },
             entries: vec![
-                IndexEntry { seq: 100, vm_time_ns: 5, offset: 60 },
-                IndexEntry { seq: 120, vm_time_ns: 2000, offset: 70_000 },
-                IndexEntry { seq: 140, vm_time_ns: 2000, offset: 140_000 },
+                IndexEntry {
+                    seq: 100,
+                    vm_time_ns: 5,
+                    offset: 60,
+                },
+                IndexEntry {
+                    seq: 120,
+                    vm_time_ns: 2000,
+                    offset: 70_000,
+                },
+                IndexEntry {
+                    seq: 140,
+                    vm_time_ns: 2000,
+                    offset: 140_000,
+                },
             ],
         };
         let bytes = idx.encode();

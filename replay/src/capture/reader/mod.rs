@@ -253,7 +253,11 @@ fn holds_segments(dir: &Path) -> Result<bool> {
     let rd = std::fs::read_dir(dir).map_err(|e| CaptureError::io(dir, "read directory", e))?;
     for entry in rd {
         let entry = entry.map_err(|e| CaptureError::io(dir, "read directory", e))?;
-        if entry.file_name().to_string_lossy().ends_with(SEGMENT_SUFFIX) {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .ends_with(SEGMENT_SUFFIX)
+        {
             return Ok(true);
         }
     }
@@ -302,10 +306,7 @@ fn load_segment(name_seq: u64, path: PathBuf) -> Result<SegmentInfo> {
         match read_index(&ipath) {
             Ok(idx) if Some(idx.first_seq) != info.header.as_ref().map(|h| h.first_seq) => {
                 info.index_state = IndexState::Bad {
-                    problem: format!(
-                        "it belongs to a segment starting at seq {}",
-                        idx.first_seq
-                    ),
+                    problem: format!("it belongs to a segment starting at seq {}", idx.first_seq),
                 };
             }
             Ok(idx) if idx.covered_bytes > file_len || idx.covered_bytes < info.header_len => {

@@ -112,7 +112,10 @@ impl fmt::Display for ProblemKind {
                 skipped_bytes,
             } => write!(f, "bad record: {problem} ({skipped_bytes} bytes skipped)"),
             ProblemKind::TornTail { bytes } => {
-                write!(f, "torn last record: {bytes} bytes after the last complete record")
+                write!(
+                    f,
+                    "torn last record: {bytes} bytes after the last complete record"
+                )
             }
             ProblemKind::SeqGap { expected, found } => write!(
                 f,
@@ -120,12 +123,18 @@ impl fmt::Display for ProblemKind {
                 found - expected
             ),
             ProblemKind::SeqBackwards { expected, found } => {
-                write!(f, "seq {found} where {expected} was expected (goes backwards)")
+                write!(
+                    f,
+                    "seq {found} where {expected} was expected (goes backwards)"
+                )
             }
             ProblemKind::TimeBackwards {
                 previous_ns,
                 found_ns,
-            } => write!(f, "VM time goes backwards from {previous_ns} ns to {found_ns} ns"),
+            } => write!(
+                f,
+                "VM time goes backwards from {previous_ns} ns to {found_ns} ns"
+            ),
             ProblemKind::IndexMissing => write!(f, "no index (the segment is scanned)"),
             ProblemKind::IndexStale {
                 covered_bytes,

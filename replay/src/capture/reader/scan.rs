@@ -130,9 +130,7 @@ impl Scanner {
             let (len, crc) = parse_head(&head);
             let end = off + RECORD_HEAD_BYTES as u64 + u64::from(len);
             if len as usize > MAX_RECORD_BYTES {
-                problem = format!(
-                    "record length {len} is over the limit of {MAX_RECORD_BYTES}"
-                );
+                problem = format!("record length {len} is over the limit of {MAX_RECORD_BYTES}");
             } else if end > self.len {
                 problem = format!(
                     "a {len}-byte record runs {} bytes past the end of the segment",
@@ -150,9 +148,8 @@ impl Scanner {
                         payload,
                     });
                 }
-                problem = format!(
-                    "checksum mismatch (stored {crc:#010x}, computed {computed:#010x})"
-                );
+                problem =
+                    format!("checksum mismatch (stored {crc:#010x}, computed {computed:#010x})");
             }
         }
         let next = self.resync(off + 1)?;

@@ -117,12 +117,7 @@ pub(super) fn verify(reader: &CaptureReader) -> Result<VerifyReport> {
                 s.records, seen.records
             ));
         } else if s.records > 0 {
-            let scanned = (
-                seen.last_seq,
-                seen.next_seq,
-                seen.first_vm,
-                seen.last_vm,
-            );
+            let scanned = (seen.last_seq, seen.next_seq, seen.first_vm, seen.last_vm);
             let indexed = (
                 Some(s.last_seq),
                 Some(s.next_seq),
