@@ -51,7 +51,17 @@ pub enum CaptureError {
         /// The checksum of the data.
         computed: u32,
     },
-    /// The file is structurally wrong (cut short, a length over a limit, a bad field).
+    /// The file ends before the data it must hold.
+    #[error("{}: cut short at offset {offset}: {what}", .path.display())]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Where the missing data starts.
+        offset: u64,
+        /// What is missing.
+        what: String,
+    },
+    /// The file is structurally wrong (a length over a limit, a bad field).
     #[error("{}: offset {offset}: {problem}", .path.display())]
     Corrupt {
         /// The file.

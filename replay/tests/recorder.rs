@@ -319,3 +319,43 @@ fn periodic_sync_writes_the_index() {
     }
     rec.stop().unwrap();
 }
+
+#[test]
+fn bad_configurations_are_refused() {
+    let tmp = TempDir::new("config");
+    let clock = clock();
+    let start_with = |b: Vec<BufferConfig>| {
+        replay::Recorder::start(sources(), b, clock.clone(), all_exist())
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    let e = start_with(vec![
+        BufferConfig::new("a", tmp.join("a")),
+        BufferConfig::new("a", tmp.join("b")),
+    ]);
+    assert!(e.contains("two buffers have this name"), "{e}");
+    let e = start_with(vec![
+        BufferConfig::new("a", tmp.join("a")),
+        BufferConfig::new("b", tmp.join("a")),
+    ]);
+    assert!(e.contains("another buffer's directory"), "{e}");
+    let e = start_with(vec![BufferConfig::new("has space", tmp.join("c"))]);
+    assert!(e.contains("printable ASCII"), "{e}");
+    let mut small = BufferConfig::new("small", tmp.join("d"));
+    small.ring_bytes = 10;
+    let e = start_with(vec![small]);
+    assert!(e.contains("ring_bytes"), "{e}");
+    // A directory that cannot be created (a file is in the way).
+    std::fs::write(tmp.join("file"), b"x").unwrap();
+    let e = start_with(vec![
+        BufferConfig::new("ok", tmp.join("e")),
+        BufferConfig::new("bad", tmp.join("file").join("sub")),
+    ]);
+    assert!(e.contains("create directory"), "{e}");
+    let dup = replay::SourceTable::new(vec![
+        replay::SourceInfo::blk(1, "blk0"),
+        replay::SourceInfo::blk(1, "blk1"),
+    ]);
+    assert!(dup.is_err());
+}

@@ -4,6 +4,7 @@ pub mod api_client;
 pub mod bench;
 pub mod bench_snapshots;
 pub mod bench_volumes;
+pub mod capture_cli;
 pub mod ctl;
 pub mod guest_run;
 pub mod kvgen;

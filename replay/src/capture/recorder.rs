@@ -99,15 +99,23 @@ impl Recorder {
             }
         }
         let session = (clock.unix_time_ns(), clock.vm_time_ns());
-        let mut started = Vec::new();
+        let mut started: Vec<Buffer> = Vec::new();
         for cfg in buffers {
-            started.push(start_buffer(
-                cfg,
-                &sources,
-                &clock,
-                &snapshot_exists,
-                session,
-            )?);
+            match start_buffer(cfg, &sources, &clock, &snapshot_exists, session) {
+                Ok(b) => started.push(b),
+                Err(e) => {
+                    // End the writers already started (they have written nothing).
+                    for b in &started {
+                        let (tx, rx) = sync_channel(1);
+                        b.ring.push_command(Item::Stop(tx));
+                        let _ = rx.recv();
+                        if let Some(h) = b.thread.lock().ok().and_then(|mut t| t.take()) {
+                            let _ = h.join();
+                        }
+                    }
+                    return Err(e);
+                }
+            }
         }
         let inner = Arc::new(Inner {
             clock,

@@ -96,12 +96,7 @@ pub fn plan_retention(
     if k == 0 || !retention.require_snapshot {
         return k;
     }
-    let valid = |c: usize| {
-        segments[c]
-            .start
-            .snapshot()
-            .is_some_and(|id| snapshot_exists(id))
-    };
+    let valid = |c: usize| segments[c].start.snapshot().is_some_and(snapshot_exists);
     if let Some(&j) = cands.iter().find(|&&c| c >= k && valid(c)) {
         return j;
     }

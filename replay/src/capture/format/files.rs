@@ -70,11 +70,11 @@ fn check_framed<'a>(
 /// and its length in bytes (the offset of the first record).
 pub fn read_header(file: &File, path: &Path, file_len: u64) -> Result<(SegmentHeader, u64)> {
     if file_len < PREFIX_BYTES as u64 {
-        return Err(CaptureError::corrupt(
-            path,
-            file_len,
-            format!("the header is cut short at {file_len} bytes"),
-        ));
+        return Err(CaptureError::Truncated {
+            path: path.into(),
+            offset: file_len,
+            what: format!("the header needs at least {PREFIX_BYTES} bytes"),
+        });
     }
     let mut prefix = [0u8; PREFIX_BYTES];
     file.read_exact_at(&mut prefix, 0)
@@ -104,11 +104,11 @@ pub fn read_header(file: &File, path: &Path, file_len: u64) -> Result<(SegmentHe
     }
     let total = PREFIX_BYTES + body_len + 4;
     if total as u64 > file_len {
-        return Err(CaptureError::corrupt(
-            path,
-            file_len,
-            format!("the header ({total} bytes) is cut short at {file_len} bytes"),
-        ));
+        return Err(CaptureError::Truncated {
+            path: path.into(),
+            offset: file_len,
+            what: format!("the header is {total} bytes long"),
+        });
     }
     let mut bytes = vec![0u8; total];
     file.read_exact_at(&mut bytes, 0)

@@ -66,11 +66,18 @@ impl<'r> Events<'r> {
             self.next_segment += 1;
             let seg = &segs[i];
             let Some(header) = &seg.header else {
+                // A header cut short in the newest segment is a segment the writer was
+                // creating when it stopped: it holds nothing.
+                let severity = if seg.header_torn && i + 1 == segs.len() {
+                    Severity::Warning
+                } else {
+                    Severity::Error
+                };
                 let p = make_problem(
                     seg,
                     Some(0),
                     None,
-                    Severity::Error,
+                    severity,
                     ProblemKind::BadHeader {
                         problem: seg.header_error.clone().unwrap_or_default(),
                     },

@@ -66,6 +66,8 @@ pub struct SegmentInfo {
     pub header: Option<SegmentHeader>,
     /// Why the header is not readable.
     pub header_error: Option<String>,
+    /// The file ends inside its header (the writer was interrupted creating it).
+    pub header_torn: bool,
     /// The offset of its first record.
     pub header_len: u64,
     /// Its index, if readable and belonging to it.
@@ -274,6 +276,7 @@ fn load_segment(name_seq: u64, path: PathBuf) -> Result<SegmentInfo> {
         file_len,
         header: None,
         header_error: None,
+        header_torn: false,
         header_len: 0,
         index: None,
         index_state: IndexState::Missing,
@@ -293,6 +296,7 @@ fn load_segment(name_seq: u64, path: PathBuf) -> Result<SegmentInfo> {
             return Err(CaptureError::io(&path, "read header", source))
         }
         Err(e) => {
+            info.header_torn = matches!(e, CaptureError::Truncated { .. });
             info.header_error = Some(e.to_string());
             return Ok(info);
         }
