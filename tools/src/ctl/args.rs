@@ -106,7 +106,7 @@ pub enum Command {
 pub enum RecordingCommand {
     /// Start recording (before start too: then from the first instruction). One buffer from
     /// the options, or any number from `--config FILE` (the `PUT /recording` body).
-    Start(RecordingStartArgs),
+    Start(Box<RecordingStartArgs>),
     /// Show the recording's state (GET /recording).
     Status {
         /// Print the API's JSON instead of a summary.
