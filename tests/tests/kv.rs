@@ -695,9 +695,77 @@ fn recorded_kv_traffic_is_every_request_received_and_every_reply_sent_in_order()
         requests == sent,
         "the guest received the requests in another order or form"
     );
-    assert_eq!(replies.len(), received.len(), "replies sent vs received");
+    // Exported as pcapng and read by tshark: the same frames, directions and payloads.
+    let pcap = scratch.path("kv.pcapng");
+    let reader =
+        replay::capture::reader::CaptureReader::open(&capture.join("all")).expect("capture");
+    let summary = replay::capture::export::export_pcapng(&reader, &Default::default(), &pcap)
+        .expect("export");
+    let frames: Vec<(bool, &[u8])> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            replay::EventKind::NetRx { frame } => Some((true, frame.as_slice())),
+            replay::EventKind::NetTx { frame } => Some((false, frame.as_slice())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(summary.packets as usize, frames.len());
+    let out = std::process::Command::new("tshark")
+        .args([
+            "-r",
+            pcap.to_str().expect("utf-8"),
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+        ])
+        .args([
+            "-e",
+            "frame.packet_flags_direction",
+            "-e",
+            "udp.payload",
+            "-e",
+            "frame.len",
+        ])
+        .output()
+        .expect("tshark (Debian package tshark) runs");
     assert!(
-        replies == received,
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        frames.len(),
+        "tshark read another number of frames"
+    );
+    for (line, (inbound, frame)) in lines.iter().zip(&frames) {
+        let f: Vec<&str> = line.split('|').collect();
+        assert_eq!(
+            f[0],
+            if *inbound { "0x00000001" } else { "0x00000002" },
+            "direction: {line}"
+        );
+        assert_eq!(f[2], frame.len().to_string(), "{line}");
+        if let Some((_, _, payload)) = udp_of(frame) {
+            let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(f[1].replace(':', ""), hex, "{line}");
+        }
+    }
+    assert_eq!(replies.len(), received.len(), "replies sent vs received");
+    // Replies reach the generator through one socket per client, read by threads of their
+    // own: their order holds per client (each socket is one stream), not across clients.
+    let per_client = |list: &[(String, String)]| {
+        let mut m: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (client, text) in list {
+            m.entry(client.clone()).or_default().push(text.clone());
+        }
+        m
+    };
+    assert!(
+        per_client(&replies) == per_client(&received),
         "the replies recorded differ from those received"
     );
     // The filtered buffer holds exactly the frames to or from 10.0.0.3, and markers.
