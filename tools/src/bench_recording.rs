@@ -111,6 +111,8 @@ pub struct RecordingBenchOptions {
     pub kv_rate: u32,
     /// Most kv requests in flight.
     pub kv_window: usize,
+    /// Before each run, wait up to this long for the machine to be quiet (zero: never).
+    pub quiet_wait: Duration,
 }
 
 /// The size of one run's capture.
@@ -165,6 +167,10 @@ pub struct RecordingResults {
     pub rows: Vec<Row>,
     /// Capture sizes and thread CPU per workload.
     pub costs: Vec<CostRow>,
+    /// Runs started on a machine that was still busy after the wait for quiet.
+    pub busy_starts: usize,
+    /// Runs in all.
+    pub total_runs: usize,
 }
 
 impl RecordingResults {
@@ -185,6 +191,14 @@ impl RecordingResults {
             }
         };
         self.rows[i].samples[mode.index()].push(value);
+    }
+
+    /// Waits for quiet before a run and counts it.
+    fn note_start(&mut self, opts: &RecordingBenchOptions) {
+        self.total_runs += 1;
+        if !wait_for_quiet(opts.quiet_wait) {
+            self.busy_starts += 1;
+        }
     }
 
     fn add_cost(&mut self, workload: &str, mode: Mode, cost: RunCost) {
@@ -562,6 +576,48 @@ pub fn kv_unavailable() -> Option<String> {
     None
 }
 
+/// Busy and total CPU time of the machine so far, in ticks (`/proc/stat`).
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is within user).
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// Busy share of the machine's CPUs above which it does not count as quiet.
+const QUIET_BUSY: f64 = 0.15;
+
+/// Waits up to `max` for a quarter second in which less than [`QUIET_BUSY`] of the
+/// machine's CPU time was busy; returns whether it came (true when `max` is zero).
+fn wait_for_quiet(max: Duration) -> bool {
+    if max.is_zero() {
+        return true;
+    }
+    let deadline = Instant::now() + max;
+    loop {
+        let Some(a) = cpu_ticks() else {
+            return true;
+        };
+        std::thread::sleep(Duration::from_millis(250));
+        let Some(b) = cpu_ticks() else {
+            return true;
+        };
+        let (busy, total) = (b.0 - a.0, b.1 - a.1);
+        if total > 0 && (busy as f64) < QUIET_BUSY * total as f64 {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+    }
+}
+
 /// The modes of repetition `run`, rotated so that each mode goes first as often as the
 /// others.
 fn rotation(run: usize) -> impl Iterator<Item = Mode> {
@@ -580,6 +636,7 @@ pub fn run_all(
     let runs = opts.runs.max(1);
     for run in 0..runs {
         for mode in rotation(run) {
+            res.note_start(opts);
             let (rate, cost) = net_echo_once(kernel, &dir, mode, opts.net_rounds)?;
             eprintln!(
                 "recording: net-echo run {}/{runs} {}: {rate:.0} round trips/s",
@@ -593,6 +650,7 @@ pub fn run_all(
     }
     for run in 0..runs {
         for mode in rotation(run) {
+            res.note_start(opts);
             let (figures, cost) = blk_once(kernel, &dir, mode, opts)?;
             eprintln!(
                 "recording: blk run {}/{runs} {}: {}",
@@ -620,6 +678,7 @@ pub fn run_all(
                 ns.add_tap(KV_TAP, &[&format!("{KV_HOST}/24")])?;
                 for run in 0..runs {
                     for mode in rotation(run) {
+                        res.note_start(opts);
                         let (rate, cost) = kv_once(kernel, &dir, &ns, mode, opts)?;
                         eprintln!(
                             "recording: kv run {}/{runs} {}: {rate:.0} requests/s",
@@ -699,6 +758,16 @@ pub fn print_tables(res: &RecordingResults, opts: &RecordingBenchOptions) {
         );
     }
     println!("\n(ratio: recorded / not recorded; spread: (max - min) / median of the runs)");
+    if !opts.quiet_wait.is_zero() {
+        println!(
+            "{} of {} runs started while the machine was busy (more than {:.0}% of its CPU time \
+             in a quarter second, after waiting up to {} s for less)",
+            res.busy_starts,
+            res.total_runs,
+            QUIET_BUSY * 100.0,
+            opts.quiet_wait.as_secs()
+        );
+    }
     println!("\n## Capture size, median of the recorded runs");
     println!("| workload | block data | events | capture MiB | VM seconds | capture MiB/s | bytes/event | dropped |");
     println!("|---|---|---|---|---|---|---|---|");

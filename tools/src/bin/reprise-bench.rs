@@ -56,8 +56,17 @@ struct Args {
     #[arg(long)]
     snap_restores: Option<usize>,
     /// Recording suite: repetitions of each workload in each mode (off, full, compact).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 7)]
     rec_runs: usize,
+    /// Recording suite: network echo round trips per run.
+    #[arg(long, default_value_t = 20000)]
+    rec_net_rounds: u32,
+    /// Recording suite: MiB moved by each sequential block test.
+    #[arg(long, default_value_t = 128)]
+    rec_blk_mib: u64,
+    /// Recording suite: requests in each random 4 KiB block test.
+    #[arg(long, default_value_t = 20000)]
+    rec_blk_ops: u64,
     /// Recording suite: kv requests per run (0: skip the kv workload, which needs root,
     /// /dev/net/tun and iproute2).
     #[arg(long, default_value_t = 20000)]
@@ -68,6 +77,10 @@ struct Args {
     /// Recording suite: most kv requests in flight.
     #[arg(long, default_value_t = 32)]
     kv_window: usize,
+    /// Recording suite: before each run, wait up to this many seconds for the machine to
+    /// be quiet (0: do not wait).
+    #[arg(long, default_value_t = 20)]
+    rec_quiet_secs: u64,
     /// Layers of the deep volume in the block-store comparison.
     #[arg(long, default_value_t = 20)]
     deep_layers: u32,
@@ -175,12 +188,13 @@ fn recording_suite(
     use reprise_tools::bench_recording::{print_tables, run_all, RecordingBenchOptions};
     let opts = RecordingBenchOptions {
         runs: args.rec_runs.max(1),
-        net_rounds: args.net_rounds,
-        blk_mib: args.blk_mib,
-        blk_ops: args.blk_ops,
+        net_rounds: args.rec_net_rounds,
+        blk_mib: args.rec_blk_mib,
+        blk_ops: args.rec_blk_ops,
         kv_requests: args.kv_requests,
         kv_rate: args.kv_rate,
         kv_window: args.kv_window,
+        quiet_wait: std::time::Duration::from_secs(args.rec_quiet_secs),
     };
     let results = run_all(kernel, dir, &opts)?;
     print_tables(&results, &opts);
