@@ -21,7 +21,10 @@
 //!
 //! The capture's size comes from `GET /recording` once the VM has stopped (which stops
 //! the recording and flushes it): events, bytes of the segments, and the VM-time span
-//! they cover.
+//! they cover. The CPU time of the VMM's event loop (where the device backends and their
+//! taps run) and of the capture writer is sampled from `/proc` during each run, which
+//! tells what recording costs apart from how busy the machine happened to be. Before each
+//! run the bench waits a while for the machine to be quiet.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -38,6 +41,9 @@ use crate::bench::{blk_bench_args, blk_figures, echo_round_trips, median};
 use crate::guest_run::{reprise_api_command, reprise_config, DgramNet, GuestProcess, GuestSpec};
 use crate::kvgen;
 use crate::netns::Namespace;
+
+/// The name of the one capture buffer.
+const BUFFER: &str = "all";
 
 /// Whether and how a run is recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +86,7 @@ impl Mode {
         };
         Some(RecordingStart {
             buffers: vec![BufferSpec {
-                name: "all".into(),
+                name: BUFFER.into(),
                 dir: dir.to_path_buf(),
                 filter: FilterSpec::default(),
                 window_secs: None,
@@ -325,7 +331,8 @@ impl Vm {
         Ok(RunCost {
             capture,
             event_loop_cpu_s: thread("event-loop"),
-            writer_cpu_s: thread("capture-all"),
+            // The recorder names each writer thread `capture-<buffer>`.
+            writer_cpu_s: thread(&format!("capture-{BUFFER}")),
         })
     }
 }
@@ -370,6 +377,12 @@ impl CpuSampler {
             *out.entry(name).or_insert(0.0) += secs;
         }
         out
+    }
+}
+
+impl Drop for CpuSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
