@@ -18,7 +18,8 @@ use serde::Serialize;
 use serde_json::Value;
 use vmm::api::routes::{ActionType, InstanceAction, VmStateChange, VmStatePatch};
 use vmm::api::{
-    DriveSnapshot, DriveStatus, InstanceInfo, SnapshotInfo, SnapshotList, SnapshotLoad,
+    DriveSnapshot, DriveStatus, InstanceInfo, RecordingStart, RecordingStatus, SnapshotInfo,
+    SnapshotList, SnapshotLoad,
 };
 use vmm::config::{
     BootSource, DriveConfig, DrivePatch, MachineConfig, NetConfig, SerialConfig, VmConfig,
@@ -340,6 +341,22 @@ impl Client {
     /// `PUT /snapshot/load`.
     pub fn load_snapshot(&self, load: &SnapshotLoad) -> Result<(), ClientError> {
         self.send("PUT", "/snapshot/load", load)
+    }
+
+    /// `PUT /recording`: start recording (before `InstanceStart`: from the first
+    /// instruction).
+    pub fn start_recording(&self, start: &RecordingStart) -> Result<(), ClientError> {
+        self.send("PUT", "/recording", start)
+    }
+
+    /// `GET /recording`.
+    pub fn recording_status(&self) -> Result<RecordingStatus, ClientError> {
+        self.get("/recording", "recording status")
+    }
+
+    /// `DELETE /recording`: stop recording; the final status.
+    pub fn stop_recording(&self) -> Result<RecordingStatus, ClientError> {
+        decode(self.call("DELETE", "/recording", None)?, "recording status")
     }
 
     /// `GET /snapshots?snapshot_dir=STORE`.

@@ -90,9 +90,7 @@ pub fn blk_bench(
 ) -> Result<Vec<BlkFigure>, RunError> {
     let spec = GuestSpec {
         kernel,
-        args: format!(
-            "workload=blk blk.bench=1 blk.sector=2048 blk.bench_mib={mib} blk.bench_ops={ops}"
-        ),
+        args: blk_bench_args(mib, ops),
         mem_mib: 128,
         vcpus: 1,
         disks: vec![disk.to_path_buf()],
@@ -101,8 +99,19 @@ pub fn blk_bench(
     let mut p = spawn(vmm, &spec, dir)?;
     p.wait_line("reprise-guest: done", Duration::from_secs(300))?;
     p.finish(Duration::from_secs(10));
-    let khz: f64 = p
-        .output
+    Ok(blk_figures(&p.output))
+}
+
+/// The guest command line of the block benchmark: `mib` MiB sequential, `ops` random 4 KiB
+/// requests.
+pub fn blk_bench_args(mib: u64, ops: u64) -> String {
+    format!("workload=blk blk.bench=1 blk.sector=2048 blk.bench_mib={mib} blk.bench_ops={ops}")
+}
+
+/// The figures of the block benchmark from the guest's serial output (the guest times each
+/// test with its TSC).
+pub fn blk_figures(output: &[String]) -> Vec<BlkFigure> {
+    let khz: f64 = output
         .iter()
         .find_map(|l| l.strip_prefix("tsc: khz="))
         .and_then(|v| v.trim().parse().ok())
@@ -113,7 +122,7 @@ pub fn blk_bench(
             .and_then(|v| v.parse().ok())
             .unwrap_or(f64::NAN)
     };
-    Ok(p.output
+    output
         .iter()
         .filter_map(|l| l.strip_prefix("bench: blk "))
         .map(|rest| {
@@ -125,7 +134,7 @@ pub fn blk_bench(
                 iops: field(rest, "ops=") / secs,
             }
         })
-        .collect())
+        .collect()
 }
 
 /// Round trips per second of 64-byte frames through the datagram backend.
@@ -155,6 +164,25 @@ pub fn net_echo_rate(vmm: Vmm, kernel: &Path, dir: &Path, rounds: u32) -> Result
     };
     let mut p = spawn(vmm, &spec, dir)?;
     p.wait_line("net-echo: ready", Duration::from_secs(30))?;
+    let rate = echo_round_trips(&sock, &vmm_sock, rounds)?;
+    p.wait_line("reprise-guest: done", Duration::from_secs(10))?;
+    p.finish(Duration::from_secs(10));
+    Ok(rate)
+}
+
+/// Drives the guest's `net-echo` workload (once it is ready) from `sock` to the VMM's
+/// datagram socket `vmm_sock`: 100 round trips of a 64-byte frame to warm up, then
+/// `rounds` timed ones, then the frame that ends the workload. Returns round trips per
+/// second.
+pub fn echo_round_trips(
+    sock: &UnixDatagram,
+    vmm_sock: &Path,
+    rounds: u32,
+) -> Result<f64, RunError> {
+    let io_err = |e: std::io::Error| RunError::Start {
+        what: "host socket".into(),
+        detail: e.to_string(),
+    };
     let mut frame = vec![0u8; 64];
     frame[..6].copy_from_slice(&[0x06, 0x00, 0xac, 0x10, 0x00, 0x02]);
     frame[6..12].copy_from_slice(&[0x06, 0x00, 0xac, 0x10, 0x00, 0x01]);
@@ -162,19 +190,17 @@ pub fn net_echo_rate(vmm: Vmm, kernel: &Path, dir: &Path, rounds: u32) -> Result
     let mut buf = [0u8; 2048];
     // Warm up, then measure.
     for _ in 0..100 {
-        sock.send_to(&frame, &vmm_sock).map_err(io_err)?;
+        sock.send_to(&frame, vmm_sock).map_err(io_err)?;
         sock.recv(&mut buf).map_err(io_err)?;
     }
     let t = Instant::now();
     for _ in 0..rounds {
-        sock.send_to(&frame, &vmm_sock).map_err(io_err)?;
+        sock.send_to(&frame, vmm_sock).map_err(io_err)?;
         sock.recv(&mut buf).map_err(io_err)?;
     }
     let rate = f64::from(rounds) / t.elapsed().as_secs_f64();
     frame[12..14].copy_from_slice(&[0x88, 0xb5]);
     frame[14..18].copy_from_slice(b"STOP");
-    sock.send_to(&frame, &vmm_sock).map_err(io_err)?;
-    p.wait_line("reprise-guest: done", Duration::from_secs(10))?;
-    p.finish(Duration::from_secs(10));
+    sock.send_to(&frame, vmm_sock).map_err(io_err)?;
     Ok(rate)
 }

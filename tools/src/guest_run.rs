@@ -224,8 +224,8 @@ pub struct GuestSpec<'a> {
     pub net: Option<DgramNet>,
 }
 
-/// A `reprise --config-file` command for `spec`, writing its config into `dir`.
-pub fn reprise_command(spec: &GuestSpec<'_>, dir: &Path) -> Result<Command, RunError> {
+/// The Reprise VM configuration (the `--config-file` body) for `spec`.
+pub fn reprise_config(spec: &GuestSpec<'_>) -> serde_json::Value {
     let drives: Vec<serde_json::Value> = spec
         .disks
         .iter()
@@ -248,12 +248,17 @@ pub fn reprise_command(spec: &GuestSpec<'_>, dir: &Path) -> Result<Command, RunE
                                "peer_socket_path": n.host_sock, "guest_mac": n.mac})
         })
         .collect();
-    let config = serde_json::json!({
+    serde_json::json!({
         "machine-config": {"vcpu_count": spec.vcpus, "mem_size_mib": spec.mem_mib},
         "boot-source": {"kernel_image_path": spec.kernel, "boot_args": spec.args},
         "drives": drives,
         "network-interfaces": nets,
-    });
+    })
+}
+
+/// A `reprise --config-file` command for `spec`, writing its config into `dir`.
+pub fn reprise_command(spec: &GuestSpec<'_>, dir: &Path) -> Result<Command, RunError> {
+    let config = reprise_config(spec);
     let path = dir.join("reprise-vm.json");
     let text = serde_json::to_vec_pretty(&config).unwrap_or_default();
     std::fs::write(&path, text).map_err(|e| RunError::Start {
@@ -263,6 +268,25 @@ pub fn reprise_command(spec: &GuestSpec<'_>, dir: &Path) -> Result<Command, RunE
     let mut cmd = Command::new(reprise_binary()?);
     cmd.arg("--config-file")
         .arg(path)
+        .args(["--log-level", "warn"]);
+    Ok(cmd)
+}
+
+/// A `reprise --api-sock` command: the VMM waits to be configured and started through the
+/// API on `api_sock`. With `netns`, it runs in that network namespace (`ip netns exec`,
+/// which execs it: the child's pid is the VMM's).
+pub fn reprise_api_command(api_sock: &Path, netns: Option<&str>) -> Result<Command, RunError> {
+    let bin = reprise_binary()?;
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.arg("--api-sock")
+        .arg(api_sock)
         .args(["--log-level", "warn"]);
     Ok(cmd)
 }

@@ -2,11 +2,13 @@
 
 pub mod api_client;
 pub mod bench;
+pub mod bench_recording;
 pub mod bench_snapshots;
 pub mod bench_volumes;
 pub mod capture_cli;
 pub mod ctl;
 pub mod guest_run;
 pub mod kvgen;
+pub mod netns;
 pub mod qmp;
 pub mod volume_cli;

@@ -1,6 +1,6 @@
 //! `reprise-bench`: boot time, virtio-blk throughput, virtio-net echo rate and snapshots of
 //! Reprise, side by side with QEMU microvm running the same test guest, measured in one run;
-//! and the block store.
+//! the block store; and the overhead of recording.
 
 use std::process::ExitCode;
 
@@ -28,7 +28,8 @@ struct Args {
     #[arg(long)]
     no_qemu: bool,
     /// Which benchmarks: `vm` (boot, virtio-blk, virtio-net vs QEMU), `volumes` (block
-    /// store), `snapshots` (VM snapshot pause, size and restore vs QEMU), or `all`.
+    /// store), `snapshots` (VM snapshot pause, size and restore vs QEMU), `recording`
+    /// (workloads with recording off and on), or `all`.
     #[arg(long, default_value = "all")]
     suite: String,
     /// Shorter snapshot suite: one dirty rate (unlimited), fewer snapshots and restores
@@ -54,6 +55,32 @@ struct Args {
     /// Snapshot suite: restores of the last full snapshot timed [default: 5; --quick: 2].
     #[arg(long)]
     snap_restores: Option<usize>,
+    /// Recording suite: repetitions of each workload in each mode (off, full, compact).
+    #[arg(long, default_value_t = 7)]
+    rec_runs: usize,
+    /// Recording suite: network echo round trips per run.
+    #[arg(long, default_value_t = 20000)]
+    rec_net_rounds: u32,
+    /// Recording suite: MiB moved by each sequential block test.
+    #[arg(long, default_value_t = 128)]
+    rec_blk_mib: u64,
+    /// Recording suite: requests in each random 4 KiB block test.
+    #[arg(long, default_value_t = 20000)]
+    rec_blk_ops: u64,
+    /// Recording suite: kv requests per run (0: skip the kv workload, which needs root,
+    /// /dev/net/tun and iproute2).
+    #[arg(long, default_value_t = 20000)]
+    kv_requests: u64,
+    /// Recording suite: kv requests per second (0: closed loop, one at a time).
+    #[arg(long, default_value_t = 1_000_000)]
+    kv_rate: u32,
+    /// Recording suite: most kv requests in flight.
+    #[arg(long, default_value_t = 32)]
+    kv_window: usize,
+    /// Recording suite: before each run, wait up to this many seconds for the machine to
+    /// be quiet (0: do not wait).
+    #[arg(long, default_value_t = 20)]
+    rec_quiet_secs: u64,
     /// Layers of the deep volume in the block-store comparison.
     #[arg(long, default_value_t = 20)]
     deep_layers: u32,
@@ -83,11 +110,13 @@ fn run(args: Args) -> Result<(), String> {
         "vm" => vm_suite(&args, kernel, &dir),
         "volumes" => volume_suite(&args, kernel, &dir),
         "snapshots" => snapshot_suite(&args, kernel, &dir),
+        "recording" => recording_suite(&args, kernel, &dir),
         "all" => vm_suite(&args, kernel, &dir)
             .and_then(|()| volume_suite(&args, kernel, &dir))
-            .and_then(|()| snapshot_suite(&args, kernel, &dir)),
+            .and_then(|()| snapshot_suite(&args, kernel, &dir))
+            .and_then(|()| recording_suite(&args, kernel, &dir)),
         other => Err(format!(
-            "--suite {other:?}: use vm, volumes, snapshots or all"
+            "--suite {other:?}: use vm, volumes, snapshots, recording or all"
         )),
     };
     let _ = std::fs::remove_dir_all(&dir);
@@ -148,6 +177,27 @@ fn volume_suite(
         "| reprise-volume serve-nbd | {vol_rate:.0} |\n| nbdkit memory plugin | {kit_rate:.0} |"
     );
     println!("\nReprise / nbdkit ratio: {:.2}", vol_rate / kit_rate);
+    Ok(())
+}
+
+fn recording_suite(
+    args: &Args,
+    kernel: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<(), String> {
+    use reprise_tools::bench_recording::{print_tables, run_all, RecordingBenchOptions};
+    let opts = RecordingBenchOptions {
+        runs: args.rec_runs.max(1),
+        net_rounds: args.rec_net_rounds,
+        blk_mib: args.rec_blk_mib,
+        blk_ops: args.rec_blk_ops,
+        kv_requests: args.kv_requests,
+        kv_rate: args.kv_rate,
+        kv_window: args.kv_window,
+        quiet_wait: std::time::Duration::from_secs(args.rec_quiet_secs),
+    };
+    let results = run_all(kernel, dir, &opts)?;
+    print_tables(&results, &opts);
     Ok(())
 }
 

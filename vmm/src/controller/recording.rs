@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use replay::capture::format::header::BlockMode;
+
 use super::{Inner, Phase};
 use crate::api::ApiError;
 use crate::recording::clock::VmClockSource;
@@ -48,6 +50,7 @@ pub(super) fn start(inner: &mut Inner, request: &RecordingStart) -> Result<(), A
         .map(|b| b.to_config(&table))
         .collect::<Result<Vec<_>, String>>()
         .map_err(ApiError::bad_request)?;
+    let block_data = buffers.iter().any(|b| b.block_mode == BlockMode::Full);
     if let Some((dir, _)) = &vm.last_snapshot {
         vm.taps.set_snapshot_store(dir);
     }
@@ -59,7 +62,7 @@ pub(super) fn start(inner: &mut Inner, request: &RecordingStart) -> Result<(), A
     )
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let names: Vec<String> = request.buffers.iter().map(|b| b.name.clone()).collect();
-    vm.taps.set(Some(recorder));
+    vm.taps.start(recorder, block_data);
     log::info!("recording into {}", names.join(", "));
     Ok(())
 }
@@ -83,7 +86,7 @@ pub(super) fn stop_running(inner: &mut Inner) -> Result<Option<RecordingStatus>,
     let Phase::Running { vm, .. } = &mut inner.phase else {
         return Ok(None);
     };
-    let Some(recorder) = vm.taps.set(None) else {
+    let Some(recorder) = vm.taps.stop() else {
         return Ok(None);
     };
     let statuses = recorder

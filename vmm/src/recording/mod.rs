@@ -21,10 +21,17 @@ use replay::{EventKind, Recorder, SourceId};
 #[derive(Default)]
 pub struct Taps {
     on: AtomicBool,
-    recorder: RwLock<Option<Recorder>>,
+    recorder: RwLock<Option<Running>>,
     /// The store of the VM's latest snapshot: retention keeps capture segments only while
     /// the snapshot they start at is there.
     snapshot_store: Arc<Mutex<Option<PathBuf>>>,
+}
+
+/// A running recording.
+struct Running {
+    recorder: Recorder,
+    /// Whether a buffer keeps block data (else hashes of it are all that is needed).
+    block_data: bool,
 }
 
 impl Taps {
@@ -36,20 +43,40 @@ impl Taps {
     /// Records the event `make` builds, if a recording runs (`make` is not called
     /// otherwise).
     pub fn record(&self, source: SourceId, make: impl FnOnce() -> EventKind) {
+        self.record_block(source, |_| make());
+    }
+
+    /// Like [`Taps::record`]; `make` is told whether any buffer keeps block data. When
+    /// none does (every buffer is in compact block mode), the event may carry hashes
+    /// instead of the data: the capture is the same, and the data is not copied.
+    pub fn record_block(&self, source: SourceId, make: impl FnOnce(bool) -> EventKind) {
         if !self.on.load(Ordering::Acquire) {
             return;
         }
         let guard = self.recorder.read().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = guard.as_ref() {
-            r.record(source, make());
+            r.recorder.record(source, make(r.block_data));
         }
     }
 
-    /// Installs `recorder` (or none); returns the one it replaces.
-    pub fn set(&self, recorder: Option<Recorder>) -> Option<Recorder> {
+    /// Installs `recorder`, whose buffers keep block data if `block_data` (at least one is
+    /// in full block mode); returns the one it replaces.
+    pub fn start(&self, recorder: Recorder, block_data: bool) -> Option<Recorder> {
+        self.replace(Some(Running {
+            recorder,
+            block_data,
+        }))
+    }
+
+    /// Removes the running recorder and returns it.
+    pub fn stop(&self) -> Option<Recorder> {
+        self.replace(None)
+    }
+
+    fn replace(&self, running: Option<Running>) -> Option<Recorder> {
         let mut guard = self.recorder.write().unwrap_or_else(|p| p.into_inner());
-        self.on.store(recorder.is_some(), Ordering::Release);
-        std::mem::replace(&mut *guard, recorder)
+        self.on.store(running.is_some(), Ordering::Release);
+        std::mem::replace(&mut *guard, running).map(|r| r.recorder)
     }
 
     /// The running recorder.
@@ -57,7 +84,8 @@ impl Taps {
         self.recorder
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .map(|r| r.recorder.clone())
     }
 
     /// Notes where the VM's snapshots now go.
