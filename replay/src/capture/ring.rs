@@ -45,7 +45,14 @@ struct State {
     dropped_bytes: u64,
     closed: bool,
     writer_gone: bool,
+    /// The writer sleeps on `has_items` (only then does a push wake it).
+    writer_waiting: bool,
 }
+
+/// How long the writer lets events gather after it is woken, so that it wakes, encodes and
+/// writes per batch rather than per event (recording time is stamped at `record()`, so the
+/// delay changes no timestamp).
+const GATHER: Duration = Duration::from_micros(500);
 
 /// The queue of one buffer.
 pub(crate) struct Ring {
@@ -69,6 +76,7 @@ impl Ring {
                 dropped_bytes: 0,
                 closed: false,
                 writer_gone: false,
+                writer_waiting: false,
             }),
             has_items: Condvar::new(),
             has_room: Condvar::new(),
@@ -134,8 +142,11 @@ impl Ring {
             event: Arc::clone(event),
             cost,
         });
+        let wake = st.writer_waiting;
         drop(st);
-        self.has_items.notify_one();
+        if wake {
+            self.has_items.notify_one();
+        }
         true
     }
 
@@ -179,15 +190,25 @@ impl Ring {
         true
     }
 
-    /// Everything queued, waiting up to `timeout` for something to arrive.
+    /// Everything queued, waiting up to `timeout` for something to arrive (and, once
+    /// woken by an event, [`GATHER`] more for others to join it, unless the ring is filling
+    /// or a command waits).
     pub(crate) fn take(&self, timeout: Duration) -> Vec<Item> {
         let mut st = self.lock();
         if st.items.is_empty() {
+            st.writer_waiting = true;
             st = self
                 .has_items
                 .wait_timeout(st, timeout)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
+            st.writer_waiting = false;
+            let only_events = st.items.iter().all(|i| matches!(i, Item::Event { .. }));
+            if !st.items.is_empty() && only_events && st.used < self.capacity / 4 {
+                drop(st);
+                std::thread::sleep(GATHER);
+                st = self.lock();
+            }
         }
         st.items.drain(..).collect()
     }
