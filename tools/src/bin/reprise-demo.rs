@@ -1,6 +1,8 @@
 //! `reprise-demo`: boots the test guest under Reprise with a disk and a network device from a
 //! config file and shows both working: the guest writes a seeded pattern that the host then
 //! finds on the disk image, and echoes frames the host sends through the datagram backend.
+//! Then a recorded guest is snapshotted while it runs and a clone restored in a new process
+//! continues exactly like the original.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -173,9 +175,14 @@ fn main() -> ExitCode {
         kernel.display(),
         dir.display()
     );
+    let snapshots = || {
+        step("3. snapshots and recording: a recorded guest is snapshotted while it runs; a clone restored from the diff continues exactly like it");
+        reprise_tools::demo_snapshot::run(&dir, kernel)
+    };
     for result in [
         disk_demo(&dir, kernel, &disk),
         net_demo(&dir, kernel, &disk),
+        snapshots(),
     ] {
         if let Err(e) = result {
             eprintln!("reprise-demo: FAILED: {e}");
