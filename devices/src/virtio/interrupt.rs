@@ -41,8 +41,51 @@ impl VirtioInterrupt {
         self.status.store(bits, Ordering::SeqCst);
     }
 
+    /// Pulses the line again if InterruptStatus holds bits the guest has not acknowledged.
+    /// A restored VM calls it once its interrupt controllers are restored: an interrupt the
+    /// device raised just before the snapshot may not have reached them (KVM injects an
+    /// irqfd pulse for an IOAPIC pin from a work queue), and a spare pulse is harmless (the
+    /// driver reads InterruptStatus and the used ring).
+    pub fn resignal_pending(&self) -> std::io::Result<()> {
+        if self.status() != 0 {
+            self.line.trigger()?;
+        }
+        Ok(())
+    }
+
     /// InterruptACK: clears `bits`.
     pub fn ack(&self, bits: u32) {
         self.status.fetch_and(!bits, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    struct Count(Arc<AtomicUsize>);
+
+    impl InterruptLine for Count {
+        fn trigger(&self) -> std::io::Result<()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn only_an_unacknowledged_interrupt_is_raised_again() {
+        let pulses = Arc::new(AtomicUsize::new(0));
+        let irq = VirtioInterrupt::new(Box::new(Count(pulses.clone())));
+        irq.resignal_pending().unwrap();
+        assert_eq!(pulses.load(Ordering::SeqCst), 0);
+        irq.restore_status(VIRTIO_MMIO_INT_VRING);
+        irq.resignal_pending().unwrap();
+        assert_eq!(pulses.load(Ordering::SeqCst), 1);
+        assert_eq!(irq.status(), VIRTIO_MMIO_INT_VRING);
+        irq.ack(VIRTIO_MMIO_INT_VRING);
+        irq.resignal_pending().unwrap();
+        assert_eq!(pulses.load(Ordering::SeqCst), 1);
     }
 }

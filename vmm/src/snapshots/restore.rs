@@ -283,6 +283,14 @@ pub fn restore(
         s.validate(i as u8).map_err(|e| fail(e.to_string()))?;
         s.restore(fd).map_err(|e| fail(e.to_string()))?;
     }
+    // An interrupt a device raised just before the snapshot may not have reached the
+    // interrupt controllers saved with it: raise the unacknowledged ones again.
+    for slot in &dm.virtio {
+        devices::bus::lock(&slot.transport)
+            .interrupt()
+            .resignal_pending()
+            .map_err(|e| fail(format!("cannot raise a virtio interrupt: {e}")))?;
+    }
     phases.mark("vCPU and VM state");
     let cmdline = format!("(restored from snapshot {id})");
     let running =

@@ -175,7 +175,8 @@ impl Persist for MmioTransport {
     }
 
     /// Checks `state` against the device and guest memory, rebuilds the registers and
-    /// queues, sets InterruptStatus without raising the interrupt, and, if the device was
+    /// queues, sets InterruptStatus without raising the interrupt (see
+    /// [`VirtioInterrupt::resignal_pending`] for after the VM's state is restored), and, if the device was
     /// activated, resumes it with the saved queues (see [`VirtioDevice::resume`]).
     fn restore(args: MmioTransportArgs, state: &MmioTransportState) -> Result<Self, PersistError> {
         let mut transport = MmioTransport::new(args.device, args.mem, args.interrupt);
