@@ -44,6 +44,19 @@ fn restore(dir: &Path, stderr_log: &Path) -> (bool, String) {
     (out.status.success(), stderr)
 }
 
+/// Restores `dir` in a new process, which runs the guest to its end, and checks that its
+/// serial output (in `serial_log`) is exactly the end of the original's.
+fn restore_to_the_end(dir: &Path, scratch: &Scratch, serial_log: &Path, original: &str) {
+    let (ok, stderr) = restore(dir, &scratch.path("restore.stderr"));
+    assert!(ok, "{stderr}");
+    let restored = std::fs::read_to_string(serial_log).expect("serial");
+    assert!(restored.ends_with("reprise-guest: done\n"), "{restored}");
+    assert!(
+        original.ends_with(&restored),
+        "original:\n{original}\nrestored:\n{restored}"
+    );
+}
+
 /// Moves the original's serial log aside so the restored VM (same configuration) writes a
 /// fresh one; returns the original's text.
 fn set_aside(log: &Path) -> String {
@@ -450,14 +463,7 @@ fn ten_diff_snapshots_restore_to_the_same_memory_as_a_full_one() {
     }
     // And the tenth diff restores (its ten diffs laid over the full image's memory) and
     // continues like the original.
-    let (ok, stderr) = restore(&store.join("d10"), &scratch.path("restore.stderr"));
-    assert!(ok, "{stderr}");
-    let restored = std::fs::read_to_string(&vm.serial_log).expect("serial");
-    assert!(restored.ends_with("reprise-guest: done\n"), "{restored}");
-    assert!(
-        original.ends_with(&restored),
-        "original:\n{original}\nrestored:\n{restored}"
-    );
+    restore_to_the_end(&store.join("d10"), &scratch, &vm.serial_log, &original);
 }
 
 #[test]
@@ -504,14 +510,7 @@ fn periodic_snapshots_keep_the_newest_and_the_newest_restores() {
     let original = vm.wait_serial("reprise-guest: done", Duration::from_secs(30));
     stop(&mut vm);
     set_aside(&vm.serial_log);
-    let (ok, stderr) = restore(&store.join(&newest), &scratch.path("restore.stderr"));
-    assert!(ok, "{stderr}");
-    let restored = std::fs::read_to_string(&vm.serial_log).expect("serial");
-    assert!(restored.ends_with("reprise-guest: done\n"), "{restored}");
-    assert!(
-        original.ends_with(&restored),
-        "original:\n{original}\nrestored:\n{restored}"
-    );
+    restore_to_the_end(&store.join(&newest), &scratch, &vm.serial_log, &original);
 }
 
 #[test]
@@ -559,12 +558,5 @@ fn periodic_diffs_are_consolidated_in_the_background_so_chains_stay_short() {
     // The newest restores (its few diffs laid over the newest full image).
     set_aside(&vm.serial_log);
     let newest = listing.snapshots.last().expect("newest").id.clone();
-    let (ok, stderr) = restore(&store.join(&newest), &scratch.path("restore.stderr"));
-    assert!(ok, "{stderr}");
-    let restored = std::fs::read_to_string(&vm.serial_log).expect("serial");
-    assert!(restored.ends_with("reprise-guest: done\n"), "{restored}");
-    assert!(
-        original.ends_with(&restored),
-        "original:\n{original}\nrestored:\n{restored}"
-    );
+    restore_to_the_end(&store.join(&newest), &scratch, &vm.serial_log, &original);
 }
