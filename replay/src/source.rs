@@ -3,6 +3,7 @@
 use crate::error::{CaptureError, Result};
 use crate::event::{KindClass, SourceId};
 use crate::limits::{MAX_NAME_BYTES, MAX_SOURCES};
+use std::collections::BTreeSet;
 
 /// One device the VMM records.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -120,6 +121,20 @@ impl SourceTable {
     /// The source named `name`.
     pub fn by_name(&self, name: &str) -> Option<&SourceInfo> {
         self.sources.iter().find(|s| s.name == name)
+    }
+
+    /// The ids of the sources named `names`; an unknown name is an error naming it and the
+    /// sources there are.
+    pub fn ids_of(&self, names: &[String]) -> std::result::Result<BTreeSet<SourceId>, String> {
+        names
+            .iter()
+            .map(|name| {
+                self.by_name(name).map(|s| s.id).ok_or_else(|| {
+                    let known: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+                    format!("no source {name:?} (sources: {})", known.join(", "))
+                })
+            })
+            .collect()
     }
 
     /// A display name for `id`: its name, `recorder`, or `source#N` if unknown.

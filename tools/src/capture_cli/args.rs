@@ -101,18 +101,7 @@ impl FilterArgs {
             filter.classes = Some(self.kind.iter().copied().collect());
         }
         if !self.source.is_empty() {
-            let mut ids = std::collections::BTreeSet::new();
-            for name in &self.source {
-                let s = sources.by_name(name).ok_or_else(|| {
-                    let known: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
-                    CliError::Usage(format!(
-                        "no source {name:?} (sources: {})",
-                        known.join(", ")
-                    ))
-                })?;
-                ids.insert(s.id);
-            }
-            filter.sources = Some(ids);
+            filter.sources = Some(sources.ids_of(&self.source).map_err(CliError::Usage)?);
         }
         Ok(Query {
             filter,

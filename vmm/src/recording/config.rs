@@ -118,15 +118,7 @@ impl FilterSpec {
             f.direction = Some(Direction::from_str(d).map_err(|e| e.to_string())?);
         }
         if !self.sources.is_empty() {
-            let mut ids = std::collections::BTreeSet::new();
-            for name in &self.sources {
-                let info = sources.by_name(name).ok_or_else(|| {
-                    let known: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
-                    format!("no device {name:?} (the VM has {})", known.join(", "))
-                })?;
-                ids.insert(info.id);
-            }
-            f.sources = Some(ids);
+            f.sources = Some(sources.ids_of(&self.sources)?);
         }
         f.net.macs = parse_all::<MacAddr>(&self.macs)?;
         f.net.ipv4 = parse_all::<Ipv4Prefix>(&self.ipv4)?;
