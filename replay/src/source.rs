@@ -1,9 +1,10 @@
 //! The table naming the devices events come from, carried in every segment header.
 
+use std::collections::BTreeSet;
+
 use crate::error::{CaptureError, Result};
 use crate::event::{KindClass, SourceId};
 use crate::limits::{MAX_NAME_BYTES, MAX_SOURCES};
-use std::collections::BTreeSet;
 
 /// One device the VMM records.
 #[derive(Clone, PartialEq, Eq, Debug)]

@@ -127,8 +127,14 @@ pub fn restore(
     }
     net_overrides::apply(&mut config, &options.nets).map_err(fail)?;
     // Cloning volumes (a few file creations and flushes each) overlaps the rest.
-    let clones = spawn_volume_clones(manifest.volumes.clone(), vm_id.to_string())
-        .map_err(|e| fail(format!("cannot start a thread to clone volumes: {e}")))?;
+    let clones = if manifest.volumes.is_empty() {
+        None
+    } else {
+        Some(
+            spawn_volume_clones(manifest.volumes.clone(), vm_id.to_string())
+                .map_err(|e| fail(format!("cannot start a thread to clone volumes: {e}")))?,
+        )
+    };
     let state: StateFile = store.open_state(id).map_err(|e| fail(e.to_string()))?;
     let meta: SnapshotMeta = state.get(sections::META).map_err(|e| fail(e.to_string()))?;
     if meta.vcpu_count != config.machine.vcpu_count {
@@ -186,11 +192,14 @@ pub fn restore(
         .map_err(|e| fail(e.to_string()))?;
 
     // Volume drives continue on clones of the volume snapshots taken with this snapshot.
-    for (drive_id, clone) in clones
-        .join()
-        .map_err(|_| fail("the volume-cloning thread failed".into()))?
-        .map_err(fail)?
-    {
+    let cloned = match clones {
+        Some(thread) => thread
+            .join()
+            .map_err(|_| fail("the volume-cloning thread failed".into()))?
+            .map_err(fail)?,
+        None => Vec::new(),
+    };
+    for (drive_id, clone) in cloned {
         if let Some(d) = config.drives.iter_mut().find(|d| d.drive_id == drive_id) {
             d.volume_path = Some(clone);
         }
