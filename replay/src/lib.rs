@@ -14,6 +14,8 @@
 //! - [`capture`]: recorder, buffers, formats, retention, reader, export.
 //! - [`codec`]: the binary encoding of records; [`hash`]: the block data hash (XXH3-128).
 //! - [`pcapng`]: the pcapng writer.
+//! - [`player`]: what a replay delivers: the part of a capture, include/exclude rules,
+//!   seeded fault injection.
 //!
 //! This crate knows nothing of KVM or HTTP. Everything read from disk is untrusted: sizes
 //! are checked against [`limits`] before allocation, every record carries a CRC32, and
@@ -29,6 +31,7 @@ pub mod fsutil;
 pub mod hash;
 pub mod limits;
 pub mod pcapng;
+pub mod player;
 pub mod source;
 
 pub use capture::{BufferConfig, BufferStatus, Clock, OverflowPolicy, Recorder, Retention};
