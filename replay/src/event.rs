@@ -240,6 +240,12 @@ pub enum EventKind {
     RecordingStarted,
     /// Marker: the recording was stopped cleanly.
     RecordingStopped,
+    /// Marker: a replay injected an event that was not recorded (seeded entropy), or
+    /// changed or withheld a recorded one; the description says what.
+    Injected {
+        /// What was injected, e.g. `net#12 drop` or `blk io-error sector 2048`.
+        what: String,
+    },
     /// Marker: events are missing here.
     Gap {
         /// How many events were lost.
@@ -318,6 +324,7 @@ impl EventKind {
             EventKind::SnapshotTaken { .. }
             | EventKind::RecordingStarted
             | EventKind::RecordingStopped
+            | EventKind::Injected { .. }
             | EventKind::Gap { .. } => KindClass::Marker,
         }
     }
@@ -347,6 +354,7 @@ impl EventKind {
             EventKind::SnapshotTaken { .. } => "SnapshotTaken",
             EventKind::RecordingStarted => "RecordingStarted",
             EventKind::RecordingStopped => "RecordingStopped",
+            EventKind::Injected { .. } => "Injected",
             EventKind::Gap { .. } => "Gap",
         }
     }
@@ -370,6 +378,7 @@ impl EventKind {
             } => d.len(),
             EventKind::BlkWrite { data: Some(d), .. } => d.len(),
             EventKind::SnapshotTaken { id } => id.len(),
+            EventKind::Injected { what } => what.len(),
             _ => 0,
         }
     }

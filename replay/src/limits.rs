@@ -12,6 +12,8 @@ pub const MAX_SOURCES: usize = 4096;
 pub const MAX_NAME_BYTES: usize = 64;
 /// Longest snapshot id carried in a header or a marker, in bytes.
 pub const MAX_SNAPSHOT_ID_BYTES: usize = 256;
+/// Longest description of an injected event, in bytes.
+pub const MAX_INJECTED_BYTES: usize = 1024;
 /// Largest index file.
 pub const MAX_INDEX_BYTES: u64 = 64 << 20;
 /// Largest payload a single write issues (records straddle writes when batches are larger).

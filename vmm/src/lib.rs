@@ -10,6 +10,7 @@ pub mod device_manager;
 pub mod drives;
 pub mod event_loop;
 pub mod recording;
+pub mod replaying;
 pub mod serial_io;
 pub mod snapshots;
 pub mod supervisor;

@@ -37,6 +37,10 @@ struct Args {
     /// IFACE=tap:NAME[,mac=MAC] or IFACE=dgram:LOCAL_PATH:PEER_PATH[,mac=MAC].
     #[arg(long = "net", value_name = "IFACE=SPEC", requires = "restore", value_parser = parse_net)]
     nets: Vec<vmm::snapshots::net_overrides::NetOverride>,
+    /// Start as a replaying clone described by this JSON file (the body of `PUT /replay`:
+    /// capture_dir, snapshot_dir, snapshot_id or before, selection, filters, speed, ...).
+    #[arg(long, conflicts_with_all = ["restore", "config_file"])]
+    replay: Option<PathBuf>,
     /// Instance identifier reported by `GET /`.
     #[arg(long, default_value = "reprise")]
     id: String,
@@ -56,8 +60,14 @@ fn load_config(path: &PathBuf) -> Result<VmConfig, String> {
 }
 
 fn run(args: Args) -> Result<ExitCode, String> {
-    if args.api_sock.is_none() && args.config_file.is_none() && args.restore.is_none() {
-        return Err("give --api-sock PATH, --config-file FILE or --restore DIR".into());
+    if args.api_sock.is_none()
+        && args.config_file.is_none()
+        && args.restore.is_none()
+        && args.replay.is_none()
+    {
+        return Err(
+            "give --api-sock PATH, --config-file FILE, --restore DIR or --replay FILE".into(),
+        );
     }
     if args.restore.is_none() {
         // A new VM needs KVM's supported CPUID (a restored one brings its own): fetch it
@@ -74,6 +84,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
     let events = EventLoop::start().map_err(|e| e.to_string())?;
     let vm_id = args.id.clone();
     let vmm = Arc::new(Vmm::new(args.id, events).map_err(|e| e.to_string())?);
+    vmm.set_self(Arc::downgrade(&vmm));
     vmm::snapshots::schedule::spawn(Arc::downgrade(&vmm), vmm.scheduler.clone())
         .map_err(|e| format!("cannot start the snapshot thread: {e}"))?;
     let api = match &args.api_sock {
@@ -94,11 +105,19 @@ fn run(args: Args) -> Result<ExitCode, String> {
             serial_input: args.serial_input.clone(),
             nets: args.nets.clone(),
             paused: false,
+            replay: None,
         };
         let (config, running) =
             vmm::snapshots::restore::restore(dir, &vm_id, &options).map_err(|e| e.to_string())?;
         vmm.start_restored(config, running, false)
             .map_err(|e| e.message)?;
+    }
+    if let Some(path) = &args.replay {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read replay file {}: {e}", path.display()))?;
+        let request: vmm::api::ReplayStart = serde_json::from_str(&text)
+            .map_err(|e| format!("replay file {}: {e}", path.display()))?;
+        vmm.start_replay(request).map_err(|e| e.message)?;
     }
     let outcome = supervisor::run(&vmm, &term, api.is_none());
     if let Some(api) = api {

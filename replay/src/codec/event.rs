@@ -12,6 +12,7 @@
 //! kind 16 SnapshotTaken string id
 //! kind 17 RecordingStarted, 18 RecordingStopped (no fields)
 //! kind 19 Gap           varint lost_events | varint lost_bytes | u8 reason
+//! kind 20 Injected      string what
 //! ```
 //!
 //! `bytes` and `string` are a varint length then the bytes; integers are little-endian.
@@ -19,7 +20,7 @@
 use super::{DecodeError, Decoder, Encoder};
 use crate::event::{BlkData, BlkRequestType, Event, EventKind, GapReason, SourceId};
 use crate::hash::Hash128;
-use crate::limits::{MAX_RECORD_BYTES, MAX_SNAPSHOT_ID_BYTES};
+use crate::limits::{MAX_INJECTED_BYTES, MAX_RECORD_BYTES, MAX_SNAPSHOT_ID_BYTES};
 
 const NET_RX: u8 = 1;
 const BLK_COMPLETION: u8 = 2;
@@ -31,6 +32,7 @@ const SNAPSHOT_TAKEN: u8 = 16;
 const RECORDING_STARTED: u8 = 17;
 const RECORDING_STOPPED: u8 = 18;
 const GAP: u8 = 19;
+const INJECTED: u8 = 20;
 
 const DATA_NONE: u8 = 0;
 const DATA_FULL: u8 = 1;
@@ -113,6 +115,10 @@ pub fn encode_event(out: &mut Encoder, seq: u64, event: &Event, compact: bool) {
         }
         EventKind::RecordingStarted => out.u8(RECORDING_STARTED),
         EventKind::RecordingStopped => out.u8(RECORDING_STOPPED),
+        EventKind::Injected { what } => {
+            out.u8(INJECTED);
+            out.str(what);
+        }
         EventKind::Gap {
             lost_events,
             lost_bytes,
@@ -211,6 +217,9 @@ pub fn decode_event(payload: &[u8]) -> Result<Event, DecodeError> {
         },
         RECORDING_STARTED => EventKind::RecordingStarted,
         RECORDING_STOPPED => EventKind::RecordingStopped,
+        INJECTED => EventKind::Injected {
+            what: d.str(MAX_INJECTED_BYTES, "injection")?.to_string(),
+        },
         GAP => {
             let lost_events = d.var("lost events")?;
             let lost_bytes = d.var("lost bytes")?;
@@ -296,6 +305,9 @@ mod tests {
             },
             EventKind::RecordingStarted,
             EventKind::RecordingStopped,
+            EventKind::Injected {
+                what: "net#3 drop".to_string(),
+            },
             EventKind::Gap {
                 lost_events: 12,
                 lost_bytes: 9000,

@@ -1,20 +1,33 @@
-//! What a replay delivers to a clone: the part of a capture ([`selection`]), the recorded
-//! events chosen by include/exclude rules ([`rules`]) and seeded fault injection
-//! ([`entropy`]). Pure logic: no threads, no I/O.
+//! Replay into clones. What to play: the part of a capture ([`selection`]), the recorded
+//! inputs chosen by include/exclude rules ([`rules`]), planned from a snapshot's marker
+//! ([`plan`]). How: [`speed`], seeded fault injection ([`entropy`]), the [`scheduler`]
+//! thread that delivers inputs, the [`checker`] comparing outputs, [`blocks`] for block
+//! requests, and the [`status`] it reports.
 
+pub mod blocks;
+pub mod checker;
 pub mod entropy;
+pub mod plan;
 pub mod rules;
+pub mod scheduler;
 pub mod selection;
+pub mod speed;
+pub mod status;
 
 use std::ops::RangeInclusive;
 
+pub use checker::{CheckSummary, Checker, Divergence};
 pub use entropy::{
     BlkAction, EntropyError, EntropyPlan, EntropySpec, ExtraKind, Injection, NetAction,
 };
+pub use plan::{Plan, PlanError, PlanRequest, SnapshotChoice};
 pub use rules::{Rule, RuleError, RuleKind, RuleSet};
+pub use scheduler::{ReplayOptions, Replayer, Target, Until};
 pub use selection::{
     duration_text, format_ns, parse_duration_ns, Selection, SelectionError, Span, Third, Window,
 };
+pub use speed::Speed;
+pub use status::{ReplayState, ReplayStatus};
 
 /// Parses an inclusive range of `what` (e.g. `sector`): `A-B` with A ≤ B, or a single `A`.
 fn parse_range(s: &str, what: &str) -> Result<RangeInclusive<u64>, String> {

@@ -62,6 +62,7 @@ pub fn detail(kind: &EventKind) -> String {
         ),
         EventKind::SerialIn { bytes } | EventKind::SerialOut { bytes } => text(bytes),
         EventKind::SnapshotTaken { id } => format!("snapshot {id}"),
+        EventKind::Injected { what } => format!("injected: {what}"),
         EventKind::RecordingStarted | EventKind::RecordingStopped => String::new(),
         EventKind::Gap {
             lost_events,
@@ -154,6 +155,7 @@ pub fn json(r: &RecordedEvent, sources: &SourceTable, data: bool) -> Value {
             }
         }
         EventKind::SnapshotTaken { id } => put("snapshot", json!(id)),
+        EventKind::Injected { what } => put("injected", json!(what)),
         EventKind::RecordingStarted | EventKind::RecordingStopped => {}
         EventKind::Gap {
             lost_events,

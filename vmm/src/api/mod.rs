@@ -174,9 +174,14 @@ fn default_resume() -> bool {
 pub use crate::recording::config::{
     BufferSpec, BufferState, FilterSpec, RecordingStart, RecordingStatus,
 };
+pub use crate::replaying::config::{
+    ReplayPatch, ReplayRestart, ReplayRunState, ReplayRunUntil, ReplayStart, ReplayStep,
+};
 pub use crate::snapshots::catalog::{IgnoredEntry, SnapshotInfo, SnapshotList, SnapshotSummary};
 pub use crate::snapshots::create::SnapshotCreated;
 pub use crate::snapshots::net_overrides::NetOverride;
+pub use replay::player::status::InjectedEvent;
+pub use replay::player::{Divergence, ReplayStatus};
 
 /// An error returned to an API client as `{"fault_message": "..."}` with `status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,4 +296,36 @@ pub trait VmmControl: Send + Sync + 'static {
     fn recording_status(&self) -> RecordingStatus;
     /// `DELETE /recording`: stops the recording (everything recorded is flushed).
     fn stop_recording(&self) -> Result<RecordingStatus, ApiError>;
+    /// `PUT /replay`: restores a snapshot as a clone and replays a capture into it.
+    fn start_replay(&self, _request: ReplayStart) -> Result<(), ApiError> {
+        Err(ApiError::internal("this VMM cannot replay"))
+    }
+    /// `GET /replay`: the replay's position, counts, divergences and timing.
+    fn replay_status(&self) -> Result<ReplayStatus, ApiError> {
+        Err(ApiError::conflict("no replay runs in this VMM"))
+    }
+    /// `GET /replay/divergences`: the first divergences, in full.
+    fn replay_divergences(&self) -> Result<Vec<Divergence>, ApiError> {
+        Err(ApiError::conflict("no replay runs in this VMM"))
+    }
+    /// `GET /replay/injections`: every event the replay injected or changed.
+    fn replay_injections(&self) -> Result<Vec<InjectedEvent>, ApiError> {
+        Err(ApiError::conflict("no replay runs in this VMM"))
+    }
+    /// `PATCH /replay`: pause, resume, change speed.
+    fn patch_replay(&self, _patch: ReplayPatch) -> Result<(), ApiError> {
+        Err(ApiError::conflict("no replay runs in this VMM"))
+    }
+    /// `PUT /replay/step`: delivers N inputs, then holds.
+    fn step_replay(&self, _step: ReplayStep) -> Result<(), ApiError> {
+        Err(ApiError::conflict("no replay runs in this VMM"))
+    }
+    /// `PUT /replay/run-until`: runs to an input, a time or the next divergence.
+    fn run_replay_until(&self, _until: ReplayRunUntil) -> Result<(), ApiError> {
+        Err(ApiError::conflict("no replay runs in this VMM"))
+    }
+    /// `PUT /replay/restart`: tears the clone down and clones again.
+    fn restart_replay(&self, _restart: ReplayRestart) -> Result<(), ApiError> {
+        Err(ApiError::conflict("no replay runs in this VMM"))
+    }
 }

@@ -85,6 +85,22 @@ pub enum Operation {
     GetRecording,
     /// `DELETE /recording`: [`VmmControl::stop_recording`].
     DeleteRecording,
+    /// `PUT /replay`: [`VmmControl::start_replay`].
+    PutReplay,
+    /// `GET /replay`: [`VmmControl::replay_status`].
+    GetReplay,
+    /// `PATCH /replay`: [`VmmControl::patch_replay`].
+    PatchReplay,
+    /// `GET /replay/divergences`: [`VmmControl::replay_divergences`].
+    GetReplayDivergences,
+    /// `GET /replay/injections`: [`VmmControl::replay_injections`].
+    GetReplayInjections,
+    /// `PUT /replay/step`: [`VmmControl::step_replay`].
+    PutReplayStep,
+    /// `PUT /replay/run-until`: [`VmmControl::run_replay_until`].
+    PutReplayRunUntil,
+    /// `PUT /replay/restart`: [`VmmControl::restart_replay`].
+    PutReplayRestart,
 }
 
 /// One entry of the route table.
@@ -108,6 +124,70 @@ pub struct Route {
 
 /// Every route the API serves. `docs/openapi.yaml` documents exactly these (a test checks).
 pub const ROUTES: &[Route] = &[
+    Route {
+        method: "PUT",
+        path: "/replay",
+        summary: "Restore a snapshot as a clone and replay a capture into it",
+        success_status: 204,
+        operation: Operation::PutReplay,
+        query: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/replay",
+        summary: "Get the replay's position, counts, divergences and timing",
+        success_status: 200,
+        operation: Operation::GetReplay,
+        query: &[],
+    },
+    Route {
+        method: "PATCH",
+        path: "/replay",
+        summary: "Pause or resume the replay, or change its speed",
+        success_status: 204,
+        operation: Operation::PatchReplay,
+        query: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/replay/divergences",
+        summary: "List the first divergences between the clone and the recording",
+        success_status: 200,
+        operation: Operation::GetReplayDivergences,
+        query: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/replay/injections",
+        summary: "List the events the replay injected, dropped or changed",
+        success_status: 200,
+        operation: Operation::GetReplayInjections,
+        query: &[],
+    },
+    Route {
+        method: "PUT",
+        path: "/replay/step",
+        summary: "Deliver N more inputs, then hold the replay",
+        success_status: 204,
+        operation: Operation::PutReplayStep,
+        query: &[],
+    },
+    Route {
+        method: "PUT",
+        path: "/replay/run-until",
+        summary: "Run the replay until an input, a time or the next divergence",
+        success_status: 204,
+        operation: Operation::PutReplayRunUntil,
+        query: &[],
+    },
+    Route {
+        method: "PUT",
+        path: "/replay/restart",
+        summary: "Tear the clone down and clone again from a snapshot",
+        success_status: 204,
+        operation: Operation::PutReplayRestart,
+        query: &[],
+    },
     Route {
         method: "PUT",
         path: "/recording",
@@ -600,6 +680,52 @@ fn handle(
                 route.success_status,
                 &control.stop_recording()?,
             ))
+        }
+        Operation::PutReplay => {
+            let start: super::ReplayStart = json::parse_body(request, "ReplayStart")?;
+            control.start_replay(start)?;
+            ok()
+        }
+        Operation::GetReplay => {
+            expect_no_body(request)?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.replay_status()?,
+            ))
+        }
+        Operation::GetReplayDivergences => {
+            expect_no_body(request)?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.replay_divergences()?,
+            ))
+        }
+        Operation::GetReplayInjections => {
+            expect_no_body(request)?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.replay_injections()?,
+            ))
+        }
+        Operation::PatchReplay => {
+            let patch: super::ReplayPatch = json::parse_body(request, "ReplayPatch")?;
+            control.patch_replay(patch)?;
+            ok()
+        }
+        Operation::PutReplayStep => {
+            let step: super::ReplayStep = json::parse_body(request, "ReplayStep")?;
+            control.step_replay(step)?;
+            ok()
+        }
+        Operation::PutReplayRunUntil => {
+            let until: super::ReplayRunUntil = json::parse_body(request, "ReplayRunUntil")?;
+            control.run_replay_until(until)?;
+            ok()
+        }
+        Operation::PutReplayRestart => {
+            let restart: super::ReplayRestart = json::parse_body(request, "ReplayRestart")?;
+            control.restart_replay(restart)?;
+            ok()
         }
         Operation::PatchVm => {
             let patch: VmStatePatch = json::parse_body(request, "VmStatePatch")?;

@@ -18,6 +18,7 @@ use crate::vstate::vcpu;
 
 mod drives;
 mod recording;
+mod replay;
 
 enum Phase {
     Configuring,
@@ -36,6 +37,8 @@ struct Inner {
     last_recording: crate::recording::config::RecordingStatus,
     /// A recording asked for before start, begun with the VM.
     pending_recording: Option<crate::recording::config::RecordingStart>,
+    /// The replay feeding this VM, when it is a clone.
+    replay: Option<replay::ActiveReplay>,
 }
 
 /// The VMM of one guest.
@@ -47,6 +50,8 @@ pub struct Vmm {
     pub started_evt: EventFd,
     /// Periodic snapshots.
     pub scheduler: std::sync::Arc<crate::snapshots::schedule::Scheduler>,
+    /// This VMM, for the threads (a replay's scheduler) that call back into it.
+    me: std::sync::OnceLock<std::sync::Weak<Vmm>>,
 }
 
 fn build_error(e: BuildError) -> ApiError {
@@ -69,11 +74,18 @@ impl Vmm {
                 phase: Phase::Configuring,
                 last_recording: Default::default(),
                 pending_recording: None,
+                replay: None,
             }),
             events,
             started_evt: EventFd::new(libc::EFD_NONBLOCK)?,
             scheduler: Default::default(),
+            me: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Tells the VMM where it lives, so that replay threads can pause and resume it.
+    pub fn set_self(&self, me: std::sync::Weak<Vmm>) {
+        let _ = self.me.set(me);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -176,6 +188,10 @@ impl Vmm {
     /// Stops the VM for `reason` (if it runs) and returns why it stopped, once it has.
     pub fn finish(&self, reason: Option<ExitReason>) -> Option<ExitReason> {
         let mut inner = self.lock();
+        if let (None, Phase::Running { vm, .. }) = (&reason, &inner.phase) {
+            // A stale exit notice (of a VM a replay restart replaced): nothing stopped.
+            vm.control.exit_reason()?;
+        }
         if let Err(e) = recording::stop_running(&mut inner) {
             log::warn!("{}", e.message);
         }
@@ -417,6 +433,7 @@ impl VmmControl for Vmm {
             serial_input: request.serial_input.clone(),
             nets: request.network_overrides.clone(),
             paused: !request.resume,
+            replay: None,
         };
         let (config, vm) =
             crate::snapshots::restore::restore(&request.snapshot_path, &vm_id, &options)
@@ -566,6 +583,38 @@ impl VmmControl for Vmm {
 
     fn stop_recording(&self) -> Result<crate::recording::config::RecordingStatus, ApiError> {
         recording::stop(&mut self.lock())
+    }
+
+    fn start_replay(&self, request: crate::api::ReplayStart) -> Result<(), ApiError> {
+        Vmm::start_replay(self, request)
+    }
+
+    fn replay_status(&self) -> Result<crate::api::ReplayStatus, ApiError> {
+        Vmm::replay_status(self)
+    }
+
+    fn replay_divergences(&self) -> Result<Vec<crate::api::Divergence>, ApiError> {
+        Vmm::replay_divergences(self)
+    }
+
+    fn replay_injections(&self) -> Result<Vec<crate::api::InjectedEvent>, ApiError> {
+        Vmm::replay_injections(self)
+    }
+
+    fn patch_replay(&self, patch: crate::api::ReplayPatch) -> Result<(), ApiError> {
+        Vmm::patch_replay(self, patch)
+    }
+
+    fn step_replay(&self, step: crate::api::ReplayStep) -> Result<(), ApiError> {
+        Vmm::step_replay(self, step)
+    }
+
+    fn run_replay_until(&self, until: crate::api::ReplayRunUntil) -> Result<(), ApiError> {
+        Vmm::run_replay_until(self, until)
+    }
+
+    fn restart_replay(&self, restart: crate::api::ReplayRestart) -> Result<(), ApiError> {
+        Vmm::restart_replay(self, restart)
     }
 
     fn resume(&self) -> Result<(), ApiError> {

@@ -17,11 +17,20 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use replay::{EventKind, Recorder, SourceId};
 
-/// The recorder the taps of one VM feed, when a recording runs.
+/// Sees every event crossing a VM's boundary, recorded or not (a replay's output checker).
+pub trait TapObserver: Send + Sync {
+    /// `kind` passed device `source`.
+    fn observe(&self, source: SourceId, kind: &EventKind);
+}
+
+/// The recorder the taps of one VM feed, when a recording runs, and the observer they
+/// show events to, when one watches.
 #[derive(Default)]
 pub struct Taps {
     on: AtomicBool,
     recorder: RwLock<Option<Running>>,
+    watched: AtomicBool,
+    observer: RwLock<Option<Arc<dyn TapObserver>>>,
     /// The store of the VM's latest snapshot: retention keeps capture segments only while
     /// the snapshot they start at is there.
     snapshot_store: Arc<Mutex<Option<PathBuf>>>,
@@ -50,13 +59,30 @@ impl Taps {
     /// none does (every buffer is in compact block mode), the event may carry hashes
     /// instead of the data: the capture is the same, and the data is not copied.
     pub fn record_block(&self, source: SourceId, make: impl FnOnce(bool) -> EventKind) {
-        if !self.on.load(Ordering::Acquire) {
+        let on = self.on.load(Ordering::Acquire);
+        if !on && !self.watched.load(Ordering::Acquire) {
             return;
         }
         let guard = self.recorder.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = guard.as_ref() {
-            r.recorder.record(source, make(r.block_data));
+        let running = guard.as_ref().filter(|_| on);
+        let kind = make(running.is_some_and(|r| r.block_data));
+        if let Some(o) = self
+            .observer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            o.observe(source, &kind);
         }
+        if let Some(r) = running {
+            r.recorder.record(source, kind);
+        }
+    }
+
+    /// Shows every later event to `observer` (replacing any other).
+    pub fn watch(&self, observer: Arc<dyn TapObserver>) {
+        *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(observer);
+        self.watched.store(true, Ordering::Release);
     }
 
     /// Installs `recorder`, whose buffers keep block data if `block_data` (at least one is

@@ -89,6 +89,9 @@ pub struct RestoreOptions {
     pub nets: Vec<NetOverride>,
     /// Leave the vCPUs paused (they have not entered the guest) instead of running them.
     pub paused: bool,
+    /// Restore as a clone fed by this replay: NICs take frames from it (plus the backends
+    /// of `nets`, for live poking) and drives apply its faults and checks.
+    pub replay: Option<Arc<crate::replaying::ReplayHub>>,
 }
 
 /// Restores snapshot `dir` (a directory `<store>/<id>`); returns the configuration the VM
@@ -230,6 +233,10 @@ pub fn restore(
                 let (backend, limiter, volume) =
                     drives::open_backend(drive).map_err(|e| fail(e.to_string()))?;
                 let source = sources::drive(&config, id).unwrap_or(replay::SourceId(0));
+                let backend = match &options.replay {
+                    Some(hub) => hub.block_backend(backend, source, dm.taps.clone()),
+                    None => backend,
+                };
                 let backend = Box::new(TappedBlock::new(backend, source, dm.taps.clone()));
                 let block = Arc::new(Mutex::new(
                     Block::restore(BlockArgs { backend }, state)
@@ -258,9 +265,21 @@ pub fn restore(
                         .ok_or_else(|| {
                             fail(format!("no network interface `{id}` in the configuration"))
                         })?;
-                let backend = crate::virtio_setup::open_net_backend(net_config)
-                    .map_err(|e| fail(format!("network interface `{id}`: {e}")))?;
                 let source = sources::net(&config, id).unwrap_or(replay::SourceId(0));
+                let open = || {
+                    crate::virtio_setup::open_net_backend(net_config)
+                        .map_err(|e| fail(format!("network interface `{id}`: {e}")))
+                };
+                let backend = match &options.replay {
+                    Some(hub) => {
+                        let live = options.nets.iter().any(|o| &o.iface_id == id && !o.detach);
+                        let live = if live { Some(open()?) } else { None };
+                        hub.net_backend(source, live).map_err(|e| {
+                            fail(format!("network interface `{id}`: replay backend: {e}"))
+                        })?
+                    }
+                    None => open()?,
+                };
                 let backend = Box::new(TappedNet::new(backend, source, dm.taps.clone()));
                 let mac = match &net_config.guest_mac {
                     Some(m) => Some(crate::config::parse_mac(m).map_err(|e| fail(e.0))?),

@@ -87,6 +87,14 @@ fn schemas_of(operation: Operation) -> (RequestBody, ResponseBody) {
         Operation::PutRecording => (Rq::Required("RecordingStart"), Rs::None),
         Operation::GetRecording => (Rq::None, Rs::Object("RecordingStatus")),
         Operation::DeleteRecording => (Rq::None, Rs::Object("RecordingStatus")),
+        Operation::PutReplay => (Rq::Required("ReplayStart"), Rs::None),
+        Operation::GetReplay => (Rq::None, Rs::Object("ReplayStatus")),
+        Operation::PatchReplay => (Rq::Required("ReplayPatch"), Rs::None),
+        Operation::GetReplayDivergences => (Rq::None, Rs::Array("Divergence")),
+        Operation::GetReplayInjections => (Rq::None, Rs::Array("InjectedEvent")),
+        Operation::PutReplayStep => (Rq::Required("ReplayStep"), Rs::None),
+        Operation::PutReplayRunUntil => (Rq::Required("ReplayRunUntil"), Rs::None),
+        Operation::PutReplayRestart => (Rq::Required("ReplayRestart"), Rs::None),
     }
 }
 
