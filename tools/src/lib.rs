@@ -7,6 +7,7 @@ pub mod bench_snapshots;
 pub mod bench_volumes;
 pub mod capture_cli;
 pub mod ctl;
+pub mod demo_replay;
 pub mod demo_snapshot;
 pub mod guest_run;
 pub mod kvgen;

@@ -1,0 +1,389 @@
+//! The demo's replay step: record → crash → clone → reproduce. The `kv` guest runs with a
+//! recording and a snapshot every second while the generator drives it through a TAP in a
+//! network namespace, until the trigger client's requests crash it. A clone restored from
+//! the last snapshot before the crash replays the capture and crashes at the same request;
+//! a second clone replays without the trigger client's frames and survives.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use replay::capture::reader::{find_buffers, CaptureReader, Query};
+use replay::EventKind;
+use serde_json::{json, Value};
+
+use crate::api_client::request;
+use crate::guest_run::reprise_binary;
+use crate::kvgen::plan::{Mix, PlanSpec};
+use crate::kvgen::{self, Config, Initial};
+use crate::netns::Namespace;
+
+const TAP: &str = "rptap0";
+const GUEST_MAC: &str = "06:00:ac:10:00:02";
+/// The client the trigger sequence comes from.
+const TRIGGER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 3), 41000);
+
+/// What the demo found, for its report.
+#[derive(Debug, Default)]
+pub struct ReplayReport {
+    /// Snapshots the original took before crashing.
+    pub snapshots: usize,
+    /// The original's crash: the last request it received (seq, VM time, text).
+    pub recorded_crash: Option<(u64, u64, String)>,
+    /// The snapshot the clones started from.
+    pub snapshot: String,
+    /// First clone: the request after which it stopped (seq, text), and its inputs.
+    pub replay_crash: Option<(u64, String)>,
+    /// Inputs the first clone was given.
+    pub replay_inputs: u64,
+    /// First clone's divergences.
+    pub replay_divergences: u64,
+    /// Second clone: whether it survived, inputs filtered, and its first divergence.
+    pub filtered_survived: bool,
+    /// Inputs the filter removed.
+    pub filtered_out: u64,
+    /// The second clone's first divergence, summarised.
+    pub filtered_divergence: Option<String>,
+}
+
+fn api(sock: &Path, method: &str, path: &str, body: Value) -> Result<Option<Value>, String> {
+    let body = (!body.is_null()).then_some(body);
+    match request(sock, method, path, body.as_ref()) {
+        Ok((status, reply)) if status < 300 => Ok(reply),
+        Ok((status, reply)) => Err(format!("{method} {path}: {status} {reply:?}")),
+        Err(e) => Err(format!("{method} {path}: {e}")),
+    }
+}
+
+/// A VMM process, killed when dropped.
+struct Vmm {
+    child: Child,
+    sock: PathBuf,
+}
+
+impl Vmm {
+    fn spawn(mut cmd: Command, sock: PathBuf, id: &str) -> Result<Vmm, String> {
+        let _ = std::fs::remove_file(&sock);
+        let child = cmd
+            .args(["--log-level", "warn", "--id", id, "--api-sock"])
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("start reprise: {e}"))?;
+        let vmm = Vmm { child, sock };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !vmm.sock.exists() {
+            if Instant::now() > deadline {
+                return Err("the API socket never appeared".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(vmm)
+    }
+
+    fn call(&self, method: &str, path: &str, body: Value) -> Result<Option<Value>, String> {
+        api(&self.sock, method, path, body)
+    }
+
+    fn get(&self, path: &str) -> Result<Value, String> {
+        self.call("GET", path, Value::Null)?
+            .ok_or_else(|| format!("GET {path}: no body"))
+    }
+
+    /// Polls `GET path` until `done` holds for the reply.
+    fn wait(
+        &self,
+        path: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Result<Value, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.get(path)?;
+            if done(&v) {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("GET {path}: still {v} after {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Vmm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(log: &Path, needle: &str, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(needle)
+    {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no {needle:?} in {} after {timeout:?}",
+                log.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// The generator: one client address for normal traffic, then the trigger sequence.
+fn traffic(requests: u64) -> Config {
+    Config {
+        target: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7000),
+        sources: vec![Ipv4Addr::new(10, 0, 0, 1)],
+        port_base: 40000,
+        trigger_source: Some(TRIGGER),
+        plan: PlanSpec {
+            seed: 2026,
+            clients: 4,
+            requests,
+            keys: 200,
+            key_prefix: "key-".into(),
+            value_len: (4, 64),
+            mix: Mix::default(),
+            sweep: false,
+            trigger_after: Some(requests),
+            quit: false,
+        },
+        rate: 800,
+        window: 16,
+        timeout: Duration::from_secs(2),
+        journal: None,
+        initial: Initial::Empty,
+    }
+}
+
+/// The text of a kv request frame (its UDP payload), if it is one.
+pub fn request_text(frame: &[u8]) -> Option<String> {
+    let p = etherparse_payload(frame)?;
+    Some(
+        String::from_utf8_lossy(&p[..p.len().min(48)])
+            .escape_debug()
+            .to_string(),
+    )
+}
+
+fn etherparse_payload(frame: &[u8]) -> Option<Vec<u8>> {
+    let info = replay::frame::FrameInfo::parse(frame);
+    info.dst_port?;
+    // Ethernet (14) + IPv4 without options (20) + UDP (8).
+    frame.get(42..).map(<[u8]>::to_vec)
+}
+
+/// The original's last received request: where it crashed.
+fn recorded_crash(capture: &Path) -> Result<(u64, u64, String), String> {
+    let buffer = find_buffers(capture)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .ok_or("no capture buffer")?;
+    let reader = CaptureReader::open(&buffer).map_err(|e| e.to_string())?;
+    let mut last = None;
+    for r in reader
+        .events(&Query::default())
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        if let EventKind::NetRx { frame } = &r.event.kind {
+            if let Some(text) = request_text(frame) {
+                last = Some((r.event.seq, r.event.vm_time_ns, text));
+            }
+        }
+    }
+    last.ok_or_else(|| "the capture holds no request".to_string())
+}
+
+/// Starts a clone replaying `capture` and waits until its replay ends; returns its status.
+fn clone_and_replay(
+    dir: &Path,
+    name: &str,
+    body: Value,
+    until: impl Fn(&Value) -> bool,
+) -> Result<(Vmm, Value), String> {
+    let bin = reprise_binary().map_err(|e| e.to_string())?;
+    let clone = Vmm::spawn(Command::new(bin), dir.join(format!("{name}.sock")), name)?;
+    let started = Instant::now();
+    clone.call("PUT", "/replay", body)?;
+    let status = clone.wait("/replay", Duration::from_secs(90), until)?;
+    println!(
+        "   {name}: replay ended in {:.2} s ({})",
+        started.elapsed().as_secs_f64(),
+        status["state"].as_str().unwrap_or("?")
+    );
+    Ok((clone, status))
+}
+
+/// Runs the step in `dir` with the test guest `kernel`.
+pub fn run(dir: &Path, kernel: &Path) -> Result<ReplayReport, String> {
+    let mut report = ReplayReport::default();
+    let bin = reprise_binary().map_err(|e| e.to_string())?;
+    let store = dir.join("replay-snapshots");
+    let capture = dir.join("replay-capture");
+    let volume = dir.join("replay-volumes").join("volumes").join("kv");
+    let serial = dir.join("original-kv.serial");
+    for p in [&store, &capture, &dir.join("replay-volumes")] {
+        let _ = std::fs::remove_dir_all(p);
+    }
+    let _ = std::fs::remove_file(&serial);
+    std::fs::create_dir_all(volume.parent().expect("parent")).map_err(|e| e.to_string())?;
+    blockstore::volume::Volume::create(
+        &volume,
+        &blockstore::volume::CreateOptions {
+            size: 32 << 20,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+
+    let ns = Namespace::create("demo-replay")?;
+    ns.add_tap(TAP, &["10.0.0.1/24", "10.0.0.3/24"])?;
+    let original = Vmm::spawn(ns.command(&bin), dir.join("original.sock"), "original")?;
+    let args = "workload=kv kv.ip=10.0.0.2 kv.port=7000 kv.log_kib=256 kv.report=1000";
+    original.call(
+        "PUT",
+        "/machine-config",
+        json!({"vcpu_count": 1, "mem_size_mib": 64}),
+    )?;
+    original.call(
+        "PUT",
+        "/boot-source",
+        json!({"kernel_image_path": kernel, "boot_args": args}),
+    )?;
+    original.call(
+        "PUT",
+        "/drives/d0",
+        json!({"drive_id": "d0", "volume_path": volume}),
+    )?;
+    original.call(
+        "PUT",
+        "/network-interfaces/net0",
+        json!({"iface_id": "net0", "host_dev_name": TAP, "guest_mac": GUEST_MAC}),
+    )?;
+    original.call(
+        "PUT",
+        "/serial",
+        json!({"output": format!("file:{}", serial.display())}),
+    )?;
+    original.call(
+        "PUT",
+        "/recording",
+        json!({"buffers": [{"name": "main", "dir": capture}]}),
+    )?;
+    original.call("PUT", "/actions", json!({"action_type": "InstanceStart"}))?;
+    wait_for(&serial, "kv: ready", Duration::from_secs(30))?;
+    original.call(
+        "PUT",
+        "/snapshot/schedule",
+        json!({"snapshot_dir": store, "interval_ms": 1000}),
+    )?;
+    println!(
+        "   original | kv service recorded from its first instruction, a snapshot every second"
+    );
+
+    let cfg = traffic(3000);
+    let summary = ns.run(|| kvgen::run(&cfg))?.map_err(|e| e.to_string())?;
+    println!(
+        "   kvgen    | {} requests from 10.0.0.1, {} replies checked; then the trigger from {TRIGGER}",
+        summary.sent, summary.verified
+    );
+    let info = original.wait("/", Duration::from_secs(30), |v| v["state"] == "Stopped")?;
+    let text = std::fs::read_to_string(&serial).unwrap_or_default();
+    let panic_line = text
+        .lines()
+        .find(|l| l.contains("panic") || l.contains("fatal"))
+        .unwrap_or("(no panic line)")
+        .to_string();
+    println!(
+        "   original | stopped: {} — {panic_line}",
+        info["exit_reason"].as_str().unwrap_or("?")
+    );
+    let snaps = original.get(&format!("/snapshots?snapshot_dir={}", store.display()))?;
+    report.snapshots = snaps["snapshots"].as_array().map_or(0, Vec::len);
+    drop(original);
+
+    let (seq, at, text) = recorded_crash(&capture)?;
+    println!(
+        "   capture  | last request before the crash: seq {seq} at VM time {:.3} s: \"{text}\"",
+        at as f64 / 1e9
+    );
+    report.recorded_crash = Some((seq, at, text));
+
+    let body = |extra: Value| {
+        let mut b = json!({
+            "capture_dir": capture,
+            "snapshot_dir": store,
+            "before": format!("{at}ns"),
+            "speed": "max",
+        });
+        if let (Some(b), Some(e)) = (b.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        b
+    };
+    let ended = |v: &Value| v["state"] == "guest-stopped" || v["state"] == "finished";
+    let (_a, status) = clone_and_replay(
+        dir,
+        "clone-a",
+        body(json!({"serial_output": format!("file:{}", dir.join("clone-a.serial").display())})),
+        ended,
+    )?;
+    report.snapshot = status["snapshot"].as_str().unwrap_or("?").to_string();
+    report.replay_inputs = status["delivered"].as_u64().unwrap_or(0);
+    report.replay_divergences = status["check"]["divergences"].as_u64().unwrap_or(0);
+    if let Some(after) = status["guest_stopped"]["after"].as_object() {
+        report.replay_crash = Some((
+            after["seq"].as_u64().unwrap_or(0),
+            after["what"].as_str().unwrap_or("?").to_string(),
+        ));
+    }
+    println!(
+        "   clone-a  | from snapshot {}: {} inputs replayed, {} outputs checked, {} divergences; {}",
+        report.snapshot,
+        report.replay_inputs,
+        status["check"]["checked"],
+        report.replay_divergences,
+        match &report.replay_crash {
+            Some((s, w)) => format!("crashed after input seq {s}: {w}"),
+            None => "did not crash".into(),
+        }
+    );
+
+    let (b, status) = clone_and_replay(
+        dir,
+        "clone-b",
+        body(json!({"filters": [format!("exclude src-ip={}", TRIGGER.ip())]})),
+        ended,
+    )?;
+    let vm = b.get("/")?;
+    report.filtered_survived = status["state"] == "finished" && vm["state"] == "Running";
+    report.filtered_out = status["filtered"].as_u64().unwrap_or(0);
+    report.filtered_divergence = status["first_divergence"].as_object().map(|d| {
+        format!(
+            "{} output #{} (seq {}): expected {}",
+            d["kind"].as_str().unwrap_or("?"),
+            d["output_index"],
+            d["seq"],
+            d["expected"].as_str().unwrap_or("-")
+        )
+    });
+    println!(
+        "   clone-b  | without {}: {} inputs filtered out; the guest is {} after the replay",
+        TRIGGER.ip(),
+        report.filtered_out,
+        vm["state"].as_str().unwrap_or("?")
+    );
+    if let Some(d) = &report.filtered_divergence {
+        println!("   clone-b  | first divergence: {d}");
+    }
+    Ok(report)
+}
