@@ -56,14 +56,15 @@ fn api(sock: &Path, method: &str, path: &str, body: Value) -> Result<Option<Valu
     }
 }
 
-/// A VMM process, killed when dropped.
-struct Vmm {
+/// A VMM process driven over its API socket, killed when dropped.
+pub struct Vmm {
     child: Child,
     sock: PathBuf,
 }
 
 impl Vmm {
-    fn spawn(mut cmd: Command, sock: PathBuf, id: &str) -> Result<Vmm, String> {
+    /// Starts `cmd` (a `reprise` command) with its API on `sock`.
+    pub fn spawn(mut cmd: Command, sock: PathBuf, id: &str) -> Result<Vmm, String> {
         let _ = std::fs::remove_file(&sock);
         let child = cmd
             .args(["--log-level", "warn", "--id", id, "--api-sock"])
@@ -82,17 +83,19 @@ impl Vmm {
         Ok(vmm)
     }
 
-    fn call(&self, method: &str, path: &str, body: Value) -> Result<Option<Value>, String> {
+    /// One API call; an error unless it succeeds.
+    pub fn call(&self, method: &str, path: &str, body: Value) -> Result<Option<Value>, String> {
         api(&self.sock, method, path, body)
     }
 
-    fn get(&self, path: &str) -> Result<Value, String> {
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> Result<Value, String> {
         self.call("GET", path, Value::Null)?
             .ok_or_else(|| format!("GET {path}: no body"))
     }
 
     /// Polls `GET path` until `done` holds for the reply.
-    fn wait(
+    pub fn wait(
         &self,
         path: &str,
         timeout: Duration,
@@ -203,8 +206,9 @@ fn recorded_crash(capture: &Path) -> Result<(u64, u64, String), String> {
     last.ok_or_else(|| "the capture holds no request".to_string())
 }
 
-/// Starts a clone replaying `capture` and waits until its replay ends; returns its status.
-fn clone_and_replay(
+/// Starts a clone (`PUT /replay` with `body`) and waits until `until` holds for its
+/// replay status; returns the clone and that status.
+pub fn clone_and_replay(
     dir: &Path,
     name: &str,
     body: Value,
@@ -223,9 +227,30 @@ fn clone_and_replay(
     Ok((clone, status))
 }
 
-/// Runs the step in `dir` with the test guest `kernel`.
-pub fn run(dir: &Path, kernel: &Path) -> Result<ReplayReport, String> {
-    let mut report = ReplayReport::default();
+/// A recorded run of the kv service that ended in the crash.
+pub struct Recorded {
+    /// The snapshot store.
+    pub store: PathBuf,
+    /// The recording's directory.
+    pub capture: PathBuf,
+    /// The original's volume.
+    pub volume: PathBuf,
+    /// Snapshots taken, oldest first.
+    pub snapshots: Vec<String>,
+    /// The last request the original received: seq, VM time, text.
+    pub crash: (u64, u64, String),
+}
+
+/// Records the kv service under `requests` generated requests and then the trigger, with
+/// a snapshot every `interval_ms`, in `dir` (network namespace `tag`); the original has
+/// stopped when this returns.
+pub fn record_kv_crash(
+    dir: &Path,
+    kernel: &Path,
+    tag: &str,
+    requests: u64,
+    interval_ms: u64,
+) -> Result<Recorded, String> {
     let bin = reprise_binary().map_err(|e| e.to_string())?;
     let store = dir.join("replay-snapshots");
     let capture = dir.join("replay-capture");
@@ -245,7 +270,7 @@ pub fn run(dir: &Path, kernel: &Path) -> Result<ReplayReport, String> {
     )
     .map_err(|e| e.to_string())?;
 
-    let ns = Namespace::create("demo-replay")?;
+    let ns = Namespace::create(tag)?;
     ns.add_tap(TAP, &["10.0.0.1/24", "10.0.0.3/24"])?;
     let original = Vmm::spawn(ns.command(&bin), dir.join("original.sock"), "original")?;
     let args = "workload=kv kv.ip=10.0.0.2 kv.port=7000 kv.log_kib=256 kv.report=1000";
@@ -284,13 +309,13 @@ pub fn run(dir: &Path, kernel: &Path) -> Result<ReplayReport, String> {
     original.call(
         "PUT",
         "/snapshot/schedule",
-        json!({"snapshot_dir": store, "interval_ms": 1000}),
+        json!({"snapshot_dir": store, "interval_ms": interval_ms}),
     )?;
     println!(
-        "   original | kv service recorded from its first instruction, a snapshot every second"
+        "   original | kv service recorded from its first instruction, a snapshot every {interval_ms} ms"
     );
 
-    let cfg = traffic(3000);
+    let cfg = traffic(requests);
     let summary = ns.run(|| kvgen::run(&cfg))?.map_err(|e| e.to_string())?;
     println!(
         "   kvgen    | {} requests from 10.0.0.1, {} replies checked; then the trigger from {TRIGGER}",
@@ -308,10 +333,34 @@ pub fn run(dir: &Path, kernel: &Path) -> Result<ReplayReport, String> {
         info["exit_reason"].as_str().unwrap_or("?")
     );
     let snaps = original.get(&format!("/snapshots?snapshot_dir={}", store.display()))?;
-    report.snapshots = snaps["snapshots"].as_array().map_or(0, Vec::len);
+    let mut snapshots: Vec<String> = snaps["snapshots"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|s| s["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    // Periodic snapshot ids carry their creation time: sorted is oldest first.
+    snapshots.sort();
     drop(original);
+    let crash = recorded_crash(&capture)?;
+    Ok(Recorded {
+        store,
+        capture,
+        volume,
+        snapshots,
+        crash,
+    })
+}
 
-    let (seq, at, text) = recorded_crash(&capture)?;
+/// Runs the step in `dir` with the test guest `kernel`.
+pub fn run(dir: &Path, kernel: &Path) -> Result<ReplayReport, String> {
+    let mut report = ReplayReport::default();
+    let rec = record_kv_crash(dir, kernel, "demo-replay", 3000, 1000)?;
+    let (store, capture) = (rec.store.clone(), rec.capture.clone());
+    report.snapshots = rec.snapshots.len();
+    let (seq, at, text) = rec.crash.clone();
     println!(
         "   capture  | last request before the crash: seq {seq} at VM time {:.3} s: \"{text}\"",
         at as f64 / 1e9
