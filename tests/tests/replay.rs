@@ -105,6 +105,38 @@ fn the_crash_reproduces_in_20_clones_of_20_and_a_filter_removes_it() {
         assert_eq!(info["state"], "Stopped");
     }
 
+    // Several clones at once, one from each snapshot: each crashes at the same request.
+    let clones: Vec<Vmm> = rec
+        .snapshots
+        .iter()
+        .take(3)
+        .enumerate()
+        .map(|(i, id)| {
+            let v = Vmm::spawn(
+                Command::new(reprise_bin()),
+                scratch.path(&format!("m{i}.sock")),
+                "m",
+            )
+            .expect("spawn");
+            let mut body = replay_body(&rec, json!({"snapshot_id": id, "vm_id": format!("m{i}")}));
+            body.as_object_mut().unwrap().remove("before");
+            v.call("PUT", "/replay", body).expect("PUT /replay");
+            v
+        })
+        .collect();
+    for (clone, id) in clones.iter().zip(&rec.snapshots) {
+        let status = clone
+            .wait("/replay", Duration::from_secs(60), ended)
+            .expect("ends");
+        assert_eq!(status["snapshot"], json!(id));
+        assert_eq!(
+            status["guest_stopped"]["after"]["seq"], crash_seq,
+            "{status}"
+        );
+        assert_eq!(status["check"]["divergences"], 0, "{status}");
+    }
+    drop(clones);
+
     // Without the trigger client: none of its frames reach the clone, it survives, and the
     // first divergence on the network is the first reply it no longer sends.
     let body = replay_body(

@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::event::{EventKind, SourceId};
 use crate::frame::FrameInfo;
@@ -31,6 +31,8 @@ use crate::player::status::{
 const IDLE: Duration = Duration::from_millis(3);
 /// How long a finished replay waits for outputs still due before checking what is missing.
 const SETTLE: Duration = Duration::from_millis(300);
+/// How long a replay whose outputs all arrived waits before calling itself finished.
+const GRACE: Duration = Duration::from_millis(100);
 /// Delivered inputs kept for status.
 const KEEP_DELIVERED: usize = 64;
 /// Block mismatches kept for status.
@@ -107,8 +109,11 @@ struct State {
     guest_stopped: Option<GuestStop>,
     /// Pacing origin: clone VM time and recorded VM time that correspond.
     base: Option<(u64, u64)>,
-    /// Last seen progress and output units, and when they last changed.
-    activity: (u64, u64, Instant),
+    /// Last seen progress and output units, and the clone's VM time when they last
+    /// changed (VM time stops while the clone is paused, so a pause is not idleness).
+    activity: (u64, u64, u64),
+    /// The clone's VM time when every input was delivered and every output due was seen.
+    all_out_at: Option<u64>,
     shutdown: bool,
 }
 
@@ -156,7 +161,8 @@ impl Replayer {
                 last_delivered: VecDeque::new(),
                 guest_stopped: None,
                 base: None,
-                activity: (0, 0, Instant::now()),
+                activity: (0, 0, 0),
+                all_out_at: None,
                 shutdown: false,
             }),
             plan,
@@ -458,10 +464,11 @@ impl Replayer {
             let queued = target.queued_frames();
             let mut s = self.lock();
             let units = s.checker.produced_units();
-            if (progress, units) != (s.activity.0, s.activity.1) {
-                s.activity = (progress, units, Instant::now());
+            if (progress, units) != (s.activity.0, s.activity.1) || s.activity.2 == 0 {
+                s.activity = (progress, units, vm_now);
             }
-            let idle = s.activity.2.elapsed() >= IDLE;
+            let quiet = Duration::from_nanos(vm_now.saturating_sub(s.activity.2));
+            let idle = quiet >= IDLE;
             if s.base.is_none() {
                 let recorded = match s.position.checked_sub(1) {
                     Some(p) => self.plan.inputs[p].event.vm_time_ns,
@@ -473,7 +480,18 @@ impl Replayer {
                 // Everything delivered: let the outputs due arrive, then report what is
                 // missing.
                 let due = self.plan.total_output_units();
-                if units >= due || s.activity.2.elapsed() >= SETTLE {
+                let all_out = *s.all_out_at.get_or_insert(vm_now);
+                let settled = if units >= due {
+                    // A guest that stops (e.g. crashes) right after its last output is
+                    // given a moment to do so.
+                    Duration::from_nanos(vm_now.saturating_sub(all_out)) >= GRACE
+                } else {
+                    quiet >= SETTLE
+                };
+                if units < due {
+                    s.all_out_at = None;
+                }
+                if settled {
                     let missing = s.checker.finish(vm_now);
                     if let Some(d) = missing.first() {
                         self.on_divergence(&mut s, d);
@@ -530,6 +548,13 @@ impl Replayer {
             }
             if !answered {
                 s.drift.forced += 1;
+                log::debug!(
+                    "replay: input {} delivered with the guest idle before its outputs ({} of {} \
+                     output units)",
+                    s.position,
+                    units,
+                    input.outputs_before
+                );
             }
             let drift = elapsed as i64 - recorded_offset as i64;
             let drift = match s.speed {
