@@ -11,6 +11,7 @@ use vmm::config::{BootSource, DriveConfig, DrivePatch, MachineConfig, NetConfig,
 use crate::api_client::{drive_path, Client, ClientError};
 
 mod args;
+mod replay;
 mod show;
 
 pub use args::{
@@ -18,6 +19,7 @@ pub use args::{
     DriveCommand, DriveLimits, DriveResize, LimitArgs, NetAdd, NetCommand, Rate, RecordingCommand,
     RecordingStartArgs, SnapshotCommand, SnapshotLoadArgs, StoreArgs, SOCK_ENV,
 };
+pub use replay::{ReplayCommand, ReplayRestartArgs, ReplayStartArgs, ReplayWhat, RunUntilArgs};
 pub use show::{
     approx_bytes_text, bytes_text, config_summary, drive_status_text, limits_text,
     snapshot_info_text, snapshot_line, snapshot_list_text, snapshots_text, state_name, status_line,
@@ -108,6 +110,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
         })?),
         Command::Drive(command) => drive(&client, command, out),
         Command::Recording(command) => recording(&client, command, out),
+        Command::Replay(command) => replay::run(&client, command, out),
         Command::Net(NetCommand::Add(net)) => Ok(client.put_net(&NetConfig {
             iface_id: net.id,
             host_dev_name: net.tap,

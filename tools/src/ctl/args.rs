@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 
+use super::replay::ReplayCommand;
+
 /// Environment variable naming the API socket when `--sock` is not given.
 pub const SOCK_ENV: &str = "REPRISE_API_SOCK";
 
@@ -90,6 +92,10 @@ pub enum Command {
     /// Record what enters and leaves the guest into capture buffers.
     #[command(subcommand)]
     Recording(RecordingCommand),
+    /// Replay a recording into a clone of one of its snapshots, drive the replay and see
+    /// where the clone diverges.
+    #[command(subcommand)]
+    Replay(ReplayCommand),
     /// Send any request and print the JSON answer.
     Raw {
         /// HTTP method, e.g. GET, PUT, PATCH.
