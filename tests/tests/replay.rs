@@ -49,8 +49,12 @@ fn held(v: &Value) -> bool {
     v["state"] == "paused" || ended(v)
 }
 
-/// Inputs of the capture after snapshot `id`: (seq, vm time, frame).
-fn inputs_after(capture: &Path, id: &str) -> (u64, Vec<(u64, u64, Vec<u8>)>, u64) {
+/// A recorded frame: seq, VM time, bytes.
+type Frame = (u64, u64, Vec<u8>);
+
+/// The capture after snapshot `id`: the marker's VM time, the frames received, and the
+/// last event's VM time.
+fn inputs_after(capture: &Path, id: &str) -> (u64, Vec<Frame>, u64) {
     let buffer = find_buffers(capture).expect("buffers").remove(0);
     let reader = CaptureReader::open(&buffer).expect("open capture");
     let mut after = None;
