@@ -139,8 +139,9 @@ fn wait_for(log: &Path, needle: &str, timeout: Duration) -> Result<(), String> {
     Ok(())
 }
 
-/// The generator: one client address for normal traffic, then the trigger sequence.
-fn traffic(requests: u64) -> Config {
+/// The generator: one client address for normal traffic at `rate` requests per second,
+/// then the trigger sequence.
+fn traffic(requests: u64, rate: u32) -> Config {
     Config {
         target: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7000),
         sources: vec![Ipv4Addr::new(10, 0, 0, 1)],
@@ -158,7 +159,7 @@ fn traffic(requests: u64) -> Config {
             trigger_after: Some(requests),
             quit: false,
         },
-        rate: 800,
+        rate,
         window: 16,
         timeout: Duration::from_secs(2),
         journal: None,
@@ -251,6 +252,18 @@ pub fn record_kv_crash(
     requests: u64,
     interval_ms: u64,
 ) -> Result<Recorded, String> {
+    record_kv_crash_at_rate(dir, kernel, tag, requests, interval_ms, 800)
+}
+
+/// [`record_kv_crash`] with the generator sending `rate` requests per second.
+pub fn record_kv_crash_at_rate(
+    dir: &Path,
+    kernel: &Path,
+    tag: &str,
+    requests: u64,
+    interval_ms: u64,
+    rate: u32,
+) -> Result<Recorded, String> {
     let bin = reprise_binary().map_err(|e| e.to_string())?;
     let store = dir.join("replay-snapshots");
     let capture = dir.join("replay-capture");
@@ -315,7 +328,7 @@ pub fn record_kv_crash(
         "   original | kv service recorded from its first instruction, a snapshot every {interval_ms} ms"
     );
 
-    let cfg = traffic(requests);
+    let cfg = traffic(requests, rate);
     let summary = ns.run(|| kvgen::run(&cfg))?.map_err(|e| e.to_string())?;
     println!(
         "   kvgen    | {} requests from 10.0.0.1, {} replies checked; then the trigger from {TRIGGER}",

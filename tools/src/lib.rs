@@ -3,6 +3,7 @@
 pub mod api_client;
 pub mod bench;
 pub mod bench_recording;
+pub mod bench_replay;
 pub mod bench_snapshots;
 pub mod bench_volumes;
 pub mod capture_cli;

@@ -1,6 +1,6 @@
 //! `reprise-bench`: boot time, virtio-blk throughput, virtio-net echo rate and snapshots of
 //! Reprise, side by side with QEMU microvm running the same test guest, measured in one run;
-//! the block store; and the overhead of recording.
+//! the block store; the overhead of recording; and replay into clones.
 
 use std::process::ExitCode;
 
@@ -29,7 +29,7 @@ struct Args {
     no_qemu: bool,
     /// Which benchmarks: `vm` (boot, virtio-blk, virtio-net vs QEMU), `volumes` (block
     /// store), `snapshots` (VM snapshot pause, size and restore vs QEMU), `recording`
-    /// (workloads with recording off and on), or `all`.
+    /// (workloads with recording off and on), `replay` (replay into clones), or `all`.
     #[arg(long, default_value = "all")]
     suite: String,
     /// Shorter snapshot suite: one dirty rate (unlimited), fewer snapshots and restores
@@ -81,6 +81,24 @@ struct Args {
     /// be quiet (0: do not wait).
     #[arg(long, default_value_t = 20)]
     rec_quiet_secs: u64,
+    /// Replay suite: repetitions of each measurement.
+    #[arg(long, default_value_t = 5)]
+    replay_runs: usize,
+    /// Replay suite: kv requests per second offered in the mostly idle recording.
+    #[arg(long, default_value_t = 50)]
+    replay_idle_rate: u32,
+    /// Replay suite: kv requests in the mostly idle recording.
+    #[arg(long, default_value_t = 400)]
+    replay_idle_requests: u64,
+    /// Replay suite: kv requests per second offered in the busy recording.
+    #[arg(long, default_value_t = 2000)]
+    replay_busy_rate: u32,
+    /// Replay suite: kv requests in the busy recording.
+    #[arg(long, default_value_t = 8000)]
+    replay_busy_requests: u64,
+    /// Replay suite: milliseconds between the recordings' snapshots.
+    #[arg(long, default_value_t = 1000)]
+    replay_interval_ms: u64,
     /// Layers of the deep volume in the block-store comparison.
     #[arg(long, default_value_t = 20)]
     deep_layers: u32,
@@ -111,12 +129,14 @@ fn run(args: Args) -> Result<(), String> {
         "volumes" => volume_suite(&args, kernel, &dir),
         "snapshots" => snapshot_suite(&args, kernel, &dir),
         "recording" => recording_suite(&args, kernel, &dir),
+        "replay" => replay_suite(&args, kernel, &dir),
         "all" => vm_suite(&args, kernel, &dir)
             .and_then(|()| volume_suite(&args, kernel, &dir))
             .and_then(|()| snapshot_suite(&args, kernel, &dir))
-            .and_then(|()| recording_suite(&args, kernel, &dir)),
+            .and_then(|()| recording_suite(&args, kernel, &dir))
+            .and_then(|()| replay_suite(&args, kernel, &dir)),
         other => Err(format!(
-            "--suite {other:?}: use vm, volumes, snapshots, recording or all"
+            "--suite {other:?}: use vm, volumes, snapshots, recording, replay or all"
         )),
     };
     let _ = std::fs::remove_dir_all(&dir);
@@ -195,6 +215,25 @@ fn recording_suite(
         kv_rate: args.kv_rate,
         kv_window: args.kv_window,
         quiet_wait: std::time::Duration::from_secs(args.rec_quiet_secs),
+    };
+    let results = run_all(kernel, dir, &opts)?;
+    print_tables(&results, &opts);
+    Ok(())
+}
+
+fn replay_suite(
+    args: &Args,
+    kernel: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<(), String> {
+    use reprise_tools::bench_replay::{print_tables, run_all, ReplayBenchOptions};
+    let opts = ReplayBenchOptions {
+        runs: args.replay_runs.max(1),
+        idle_rate: args.replay_idle_rate,
+        idle_requests: args.replay_idle_requests,
+        busy_rate: args.replay_busy_rate,
+        busy_requests: args.replay_busy_requests,
+        interval_ms: args.replay_interval_ms,
     };
     let results = run_all(kernel, dir, &opts)?;
     print_tables(&results, &opts);
