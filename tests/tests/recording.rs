@@ -51,13 +51,15 @@ fn a_recorded_disk_workload_holds_every_byte_read_and_written() {
     );
     assert_eq!(status, 409, "{body:?}");
     vm.api_ok("PUT", "/actions", json!({"action_type": "InstanceStart"}));
-    let serial = vm.wait_serial("reprise-guest: done", Duration::from_secs(60));
+    vm.wait_serial("reprise-guest: done", Duration::from_secs(60));
     // The guest resets at the end; the VM stopping stops the recording.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while vm.state() != "Stopped" {
         assert!(std::time::Instant::now() < deadline, "the VM did not stop");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Read once stopped: the line seen above may not have had its newline yet.
+    let serial = vm.serial();
     let (_, status) = vm.api("GET", "/recording", None);
     let status = status.expect("recording status");
     assert_eq!(status["recording"], json!(false), "{status}");
