@@ -52,6 +52,17 @@ impl fmt::Display for Protocol {
     }
 }
 
+/// The UDP payload of a frame, if it carries UDP.
+pub fn udp_payload(frame: &[u8]) -> Option<&[u8]> {
+    match etherparse::SlicedPacket::from_ethernet(frame)
+        .ok()?
+        .transport
+    {
+        Some(TransportSlice::Udp(u)) => Some(u.payload()),
+        _ => None,
+    }
+}
+
 /// The parsed headers of a frame.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct FrameInfo {

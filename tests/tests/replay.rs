@@ -10,7 +10,8 @@ use replay::capture::reader::{find_buffers, CaptureReader, Query};
 use replay::frame::FrameInfo;
 use replay::EventKind;
 use reprise_tests::*;
-use reprise_tools::demo_replay::{clone_and_replay, record_kv_crash, Recorded, Vmm};
+use reprise_tools::demo_replay::{clone_and_replay, record_kv_crash, Recorded};
+use reprise_tools::vmm_process::Vmm;
 use serde_json::{json, Value};
 
 const TRIGGER_IP: &str = "10.0.0.3";

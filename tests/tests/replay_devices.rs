@@ -6,7 +6,8 @@ use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 use reprise_tests::*;
-use reprise_tools::demo_replay::{clone_and_replay, Vmm};
+use reprise_tools::demo_replay::clone_and_replay;
+use reprise_tools::vmm_process::Vmm;
 use serde_json::{json, Value};
 
 const GUEST_MAC: [u8; 6] = [0x06, 0x00, 0xac, 0x10, 0x00, 0x02];

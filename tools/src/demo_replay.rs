@@ -6,18 +6,18 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use replay::capture::reader::{find_buffers, CaptureReader, Query};
 use replay::EventKind;
 use serde_json::{json, Value};
 
-use crate::api_client::request;
 use crate::guest_run::reprise_binary;
 use crate::kvgen::plan::{Mix, PlanSpec};
 use crate::kvgen::{self, Config, Initial};
 use crate::netns::Namespace;
+use crate::vmm_process::{wait_for, Vmm};
 
 const TAP: &str = "rptap0";
 const GUEST_MAC: &str = "06:00:ac:10:00:02";
@@ -45,98 +45,6 @@ pub struct ReplayReport {
     pub filtered_out: u64,
     /// The second clone's first divergence, summarised.
     pub filtered_divergence: Option<String>,
-}
-
-fn api(sock: &Path, method: &str, path: &str, body: Value) -> Result<Option<Value>, String> {
-    let body = (!body.is_null()).then_some(body);
-    match request(sock, method, path, body.as_ref()) {
-        Ok((status, reply)) if status < 300 => Ok(reply),
-        Ok((status, reply)) => Err(format!("{method} {path}: {status} {reply:?}")),
-        Err(e) => Err(format!("{method} {path}: {e}")),
-    }
-}
-
-/// A VMM process driven over its API socket, killed when dropped.
-pub struct Vmm {
-    child: Child,
-    sock: PathBuf,
-}
-
-impl Vmm {
-    /// Starts `cmd` (a `reprise` command) with its API on `sock`.
-    pub fn spawn(mut cmd: Command, sock: PathBuf, id: &str) -> Result<Vmm, String> {
-        let _ = std::fs::remove_file(&sock);
-        let child = cmd
-            .args(["--log-level", "warn", "--id", id, "--api-sock"])
-            .arg(&sock)
-            .stdin(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("start reprise: {e}"))?;
-        let vmm = Vmm { child, sock };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !vmm.sock.exists() {
-            if Instant::now() > deadline {
-                return Err("the API socket never appeared".into());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(vmm)
-    }
-
-    /// One API call; an error unless it succeeds.
-    pub fn call(&self, method: &str, path: &str, body: Value) -> Result<Option<Value>, String> {
-        api(&self.sock, method, path, body)
-    }
-
-    /// `GET path`.
-    pub fn get(&self, path: &str) -> Result<Value, String> {
-        self.call("GET", path, Value::Null)?
-            .ok_or_else(|| format!("GET {path}: no body"))
-    }
-
-    /// Polls `GET path` until `done` holds for the reply.
-    pub fn wait(
-        &self,
-        path: &str,
-        timeout: Duration,
-        done: impl Fn(&Value) -> bool,
-    ) -> Result<Value, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let v = self.get(path)?;
-            if done(&v) {
-                return Ok(v);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("GET {path}: still {v} after {timeout:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Vmm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for(log: &Path, needle: &str, timeout: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    while !std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .contains(needle)
-    {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "no {needle:?} in {} after {timeout:?}",
-                log.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 /// The generator: one client address for normal traffic at `rate` requests per second,
@@ -169,19 +77,12 @@ fn traffic(requests: u64, rate: u32) -> Config {
 
 /// The text of a kv request frame (its UDP payload), if it is one.
 pub fn request_text(frame: &[u8]) -> Option<String> {
-    let p = etherparse_payload(frame)?;
+    let p = replay::frame::udp_payload(frame)?;
     Some(
         String::from_utf8_lossy(&p[..p.len().min(48)])
             .escape_debug()
             .to_string(),
     )
-}
-
-fn etherparse_payload(frame: &[u8]) -> Option<Vec<u8>> {
-    let info = replay::frame::FrameInfo::parse(frame);
-    info.dst_port?;
-    // Ethernet (14) + IPv4 without options (20) + UDP (8).
-    frame.get(42..).map(<[u8]>::to_vec)
 }
 
 /// The original's last received request: where it crashed.

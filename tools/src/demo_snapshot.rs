@@ -7,35 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::api_client::request;
 use crate::guest_run::reprise_binary;
-
-fn api(sock: &Path, method: &str, path: &str, body: Value) -> Result<Option<Value>, String> {
-    let body = (!body.is_null()).then_some(body);
-    match request(sock, method, path, body.as_ref()) {
-        Ok((status, reply)) if status < 300 => Ok(reply),
-        Ok((status, reply)) => Err(format!("{method} {path}: {status} {reply:?}")),
-        Err(e) => Err(format!("{method} {path}: {e}")),
-    }
-}
-
-/// Waits until the file at `log` holds a line containing `needle`; returns the text.
-fn wait_for(log: &Path, needle: &str, timeout: Duration) -> Result<String, String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return Ok(text);
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "no {needle:?} in {} after {timeout:?}",
-                log.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::vmm_process::{api, wait_for};
 
 struct Killed(Child);
 

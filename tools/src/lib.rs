@@ -14,4 +14,5 @@ pub mod guest_run;
 pub mod kvgen;
 pub mod netns;
 pub mod qmp;
+pub mod vmm_process;
 pub mod volume_cli;

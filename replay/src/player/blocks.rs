@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::event::{BlkData, BlkRequestType, Event, EventKind, SourceId};
 use crate::hash::Hash128;
-use crate::player::entropy::{BlkAction, EntropyPlan};
+use crate::player::entropy::{BlkAction, EntropyPlan, Injection};
 
 /// A completed request as the clone's device saw it.
 #[derive(Clone, Debug)]
@@ -38,8 +38,10 @@ pub struct Fault {
     pub error: bool,
     /// Hold its completion this long.
     pub latency_ns: u64,
-    /// Why (for the injection log), when anything is done.
-    pub what: Option<String>,
+    /// The request's index among its device's requests in the clone.
+    pub index: u64,
+    /// What was done to it, for the injection log (empty when nothing).
+    pub what: Vec<String>,
 }
 
 impl BlockReplay {
@@ -75,20 +77,25 @@ impl BlockReplay {
             .is_some_and(
                 |e| matches!(e.kind, EventKind::BlkCompletion { status, .. } if status != 0),
             );
-        let BlkAction { error, latency_ns } = entropy.blk(n, sector, sectors);
+        let action = entropy.blk(n, sector, sectors);
         let mut what = Vec::new();
         if recorded_error {
             what.push(format!("recorded io-error repeated at sector {sector}"));
-        } else if error {
-            what.push(format!("io-error sector {sector}"));
         }
-        if latency_ns > 0 {
-            what.push(format!("latency {} us", latency_ns / 1000));
-        }
+        let injected = BlkAction {
+            error: action.error && !recorded_error,
+            ..action
+        };
+        what.extend(
+            Injection::blk(n, &injected, sector)
+                .into_iter()
+                .map(|i| i.what),
+        );
         Fault {
-            error: error || recorded_error,
-            latency_ns,
-            what: (!what.is_empty()).then(|| format!("blk#{n} {}", what.join(", "))),
+            error: action.error || recorded_error,
+            latency_ns: action.latency_ns,
+            index: n,
+            what,
         }
     }
 

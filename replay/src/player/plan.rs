@@ -268,8 +268,18 @@ fn choose_buffer(capture: &Path, name: Option<&str>) -> Result<PathBuf, PlanErro
     }
 }
 
-/// Snapshot markers of the buffer, with their VM times, in seq order.
+/// Snapshot markers of the buffer, with their VM times, in seq order. Every snapshot starts
+/// a segment with its marker, so the segment list has them; the capture is scanned only
+/// when a segment's first VM time is unknown (no usable index).
 fn snapshot_markers(reader: &CaptureReader) -> Result<Vec<(String, u64)>, PlanError> {
+    let listed: Option<Vec<(String, u64)>> = reader
+        .snapshots()
+        .into_iter()
+        .map(|(id, _, first_ns)| first_ns.map(|ns| (id, ns)))
+        .collect();
+    if let Some(marks) = listed {
+        return Ok(marks);
+    }
     let query = Query {
         filter: crate::filter::Filter::classes(&[crate::event::KindClass::Marker]),
         ..Query::default()

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::api;
-use crate::demo_replay::Vmm;
 use crate::guest_run::reprise_binary;
+use crate::vmm_process::Vmm;
 
 /// How often the first delivery is polled for.
 const FIRST_POLL: Duration = Duration::from_micros(200);

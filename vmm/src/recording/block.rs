@@ -16,10 +16,11 @@ use replay::{BlkData, BlkRequestType, EventKind, Hash128, SourceId};
 use super::Taps;
 
 /// Sector size of block events.
-const SECTOR: u64 = 512;
-/// virtio-blk status bytes.
-const STATUS_OK: u8 = 0;
-const STATUS_IOERR: u8 = 1;
+pub(crate) const SECTOR: u64 = 512;
+/// virtio-blk status byte of a request that succeeded.
+pub(crate) const STATUS_OK: u8 = 0;
+/// virtio-blk status byte of a request that failed.
+pub(crate) const STATUS_IOERR: u8 = 1;
 
 /// A block backend whose requests are recorded.
 pub struct TappedBlock {

@@ -60,19 +60,22 @@ impl Taps {
     /// instead of the data: the capture is the same, and the data is not copied.
     pub fn record_block(&self, source: SourceId, make: impl FnOnce(bool) -> EventKind) {
         let on = self.on.load(Ordering::Acquire);
-        if !on && !self.watched.load(Ordering::Acquire) {
+        let watched = self.watched.load(Ordering::Acquire);
+        if !on && !watched {
             return;
         }
         let guard = self.recorder.read().unwrap_or_else(|p| p.into_inner());
         let running = guard.as_ref().filter(|_| on);
         let kind = make(running.is_some_and(|r| r.block_data));
-        if let Some(o) = self
-            .observer
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            o.observe(source, &kind);
+        if watched {
+            if let Some(o) = self
+                .observer
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                o.observe(source, &kind);
+            }
         }
         if let Some(r) = running {
             r.recorder.record(source, kind);

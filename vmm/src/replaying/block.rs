@@ -12,11 +12,8 @@ use replay::player::blocks::Completion;
 use replay::player::Replayer;
 use replay::{BlkRequestType, EventKind, Hash128, SourceId};
 
+use crate::recording::block::{SECTOR, STATUS_IOERR, STATUS_OK};
 use crate::recording::Taps;
-
-const SECTOR: u64 = 512;
-const STATUS_OK: u8 = 0;
-const STATUS_IOERR: u8 = 1;
 
 /// A block backend under replay.
 pub struct ReplayBlock {
@@ -49,10 +46,10 @@ impl ReplayBlock {
         let fault = self
             .replayer
             .block_fault(self.source, offset / SECTOR, len.div_ceil(SECTOR));
-        if let Some(what) = &fault.what {
+        for what in &fault.what {
             self.taps
                 .record(SourceId::RECORDER, || EventKind::Injected {
-                    what: what.clone(),
+                    what: format!("blk#{} {what}", fault.index),
                 });
         }
         if fault.latency_ns > 0 {
@@ -108,7 +105,8 @@ impl BlockBackend for ReplayBlock {
         let result = self
             .fault(offset, len)
             .and_then(|()| self.inner.read_at(offset, buf));
-        let hash = result.is_ok().then(|| Hash128::of(buf));
+        // Only strict mode compares read data: hash it only then.
+        let hash = (result.is_ok() && self.replayer.strict()).then(|| Hash128::of(buf));
         self.completed(BlkRequestType::Read, offset, len, &result, hash);
         result
     }
