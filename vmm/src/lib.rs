@@ -9,6 +9,7 @@ pub mod controller;
 pub mod device_manager;
 pub mod drives;
 pub mod event_loop;
+pub mod gdb;
 pub mod recording;
 pub mod replaying;
 pub mod serial_io;

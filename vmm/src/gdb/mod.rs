@@ -1,0 +1,2 @@
+//! The gdb stub: the GDB remote serial protocol over a Unix or TCP socket, one gdb thread
+//! per vCPU, with `monitor` commands that drive snapshots and replay.
