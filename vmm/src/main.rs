@@ -41,6 +41,12 @@ struct Args {
     /// capture_dir, snapshot_dir, snapshot_id or before, selection, filters, speed, ...).
     #[arg(long, conflicts_with_all = ["restore", "config_file"])]
     replay: Option<PathBuf>,
+    /// Serve the gdb remote protocol on this Unix socket (`target remote PATH` in gdb).
+    #[arg(long, conflicts_with = "gdb_tcp")]
+    gdb_socket: Option<PathBuf>,
+    /// Serve the gdb remote protocol on this TCP address, e.g. 127.0.0.1:1234.
+    #[arg(long)]
+    gdb_tcp: Option<std::net::SocketAddr>,
     /// Instance identifier reported by `GET /`.
     #[arg(long, default_value = "reprise")]
     id: String,
@@ -87,6 +93,14 @@ fn run(args: Args) -> Result<ExitCode, String> {
     vmm.set_self(Arc::downgrade(&vmm));
     vmm::snapshots::schedule::spawn(Arc::downgrade(&vmm), vmm.scheduler.clone())
         .map_err(|e| format!("cannot start the snapshot thread: {e}"))?;
+    let gdb = match (&args.gdb_socket, args.gdb_tcp) {
+        (Some(path), _) => Some(vmm::gdb::GdbEndpoint::Unix(path.clone())),
+        (None, Some(addr)) => Some(vmm::gdb::GdbEndpoint::Tcp(addr)),
+        (None, None) => None,
+    };
+    if let Some(endpoint) = gdb {
+        vmm.start_gdb_server(endpoint).map_err(|e| e.message)?;
+    }
     let api = match &args.api_sock {
         Some(path) => Some(
             server::start(path, vmm.clone() as Arc<dyn VmmControl>)

@@ -78,6 +78,9 @@ pub struct Plan {
     pub completions: Vec<Event>,
     /// Recorded outputs in the window, in seq order.
     pub outputs: Vec<Event>,
+    /// Every snapshot the buffer marks (id, VM time), oldest first: where a replay can
+    /// restart from.
+    pub markers: Vec<(String, u64)>,
 }
 
 impl Plan {
@@ -188,6 +191,7 @@ impl Plan {
             filtered: 0,
             completions: Vec::new(),
             outputs: Vec::new(),
+            markers: marks.clone(),
         };
         let mut units = 0;
         for e in after.into_iter().filter(|e| window.contains(e)) {

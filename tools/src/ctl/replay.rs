@@ -92,6 +92,10 @@ pub struct ReplayStartArgs {
     /// `run-until`).
     #[arg(long)]
     pub paused: bool,
+    /// Leave the clone paused and the replay held until a debugger attaches (the VMM
+    /// needs `--gdb-socket`/`--gdb-tcp` or `PUT /debugger`) and continues.
+    #[arg(long)]
+    pub wait_for_debugger: bool,
     /// Compare only these output classes (repeatable; default all).
     #[arg(long = "check", value_name = "CLASS", value_parser = ["net", "blk", "serial"])]
     pub checks: Vec<String>,
@@ -250,6 +254,7 @@ pub fn start_request(args: &ReplayStartArgs) -> Result<Value, CtlError> {
         strict: args.strict,
         until_divergence: args.until_divergence,
         paused: args.paused,
+        wait_for_debugger: args.wait_for_debugger,
         check: (!args.checks.is_empty()).then(|| args.checks.clone()),
         vm_id: args.vm_id.clone(),
         serial_output: args.serial_output.clone(),

@@ -171,6 +171,7 @@ fn default_resume() -> bool {
     true
 }
 
+pub use crate::gdb::{DebuggerStart, GdbStatus};
 pub use crate::recording::config::{
     BufferSpec, BufferState, FilterSpec, RecordingStart, RecordingStatus,
 };
@@ -180,6 +181,7 @@ pub use crate::replaying::config::{
 pub use crate::snapshots::catalog::{IgnoredEntry, SnapshotInfo, SnapshotList, SnapshotSummary};
 pub use crate::snapshots::create::SnapshotCreated;
 pub use crate::snapshots::net_overrides::NetOverride;
+pub use crate::vstate::vcpu_registers::VcpuRegisters;
 pub use replay::player::status::InjectedEvent;
 pub use replay::player::{Divergence, ReplayStatus};
 
@@ -290,6 +292,20 @@ pub trait VmmControl: Send + Sync + 'static {
     fn pause(&self) -> Result<(), ApiError>;
     /// `PATCH /vm {"state": "Resumed"}`.
     fn resume(&self) -> Result<(), ApiError>;
+    /// `GET /vm/vcpus`: the registers of every vCPU of the paused VM.
+    fn vcpu_registers(&self) -> Result<Vec<VcpuRegisters>, ApiError> {
+        Err(ApiError::conflict("no VM runs in this VMM"))
+    }
+    /// `PUT /debugger`: starts the gdb server.
+    fn start_debugger(&self, _request: DebuggerStart) -> Result<GdbStatus, ApiError> {
+        Err(ApiError::conflict("this VMM has no gdb stub"))
+    }
+    /// `GET /debugger`: where the gdb server listens and whether gdb is attached.
+    fn debugger_status(&self) -> Result<GdbStatus, ApiError> {
+        Err(ApiError::not_found(
+            "no gdb server runs (start one with PUT /debugger)",
+        ))
+    }
     /// `PUT /recording`: starts recording the VM into capture buffers.
     fn start_recording(&self, request: RecordingStart) -> Result<(), ApiError>;
     /// `GET /recording`: whether a recording runs, and its buffers.

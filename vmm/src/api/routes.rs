@@ -67,6 +67,12 @@ pub enum Operation {
     PutAction,
     /// `PATCH /vm`: [`VmmControl::pause`] or [`VmmControl::resume`].
     PatchVm,
+    /// `GET /vm/vcpus`: [`VmmControl::vcpu_registers`].
+    GetVcpus,
+    /// `PUT /debugger`: [`VmmControl::start_debugger`].
+    PutDebugger,
+    /// `GET /debugger`: [`VmmControl::debugger_status`].
+    GetDebugger,
     /// `PUT /snapshot/create`: [`VmmControl::create_snapshot`].
     PutSnapshotCreate,
     /// `PUT /snapshot/schedule`: [`VmmControl::set_snapshot_schedule`].
@@ -371,6 +377,30 @@ pub const ROUTES: &[Route] = &[
         summary: "Pause or resume the VM",
         success_status: 204,
         operation: Operation::PatchVm,
+        query: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/vm/vcpus",
+        summary: "Get the registers of every vCPU of the paused VM",
+        success_status: 200,
+        operation: Operation::GetVcpus,
+        query: &[],
+    },
+    Route {
+        method: "PUT",
+        path: "/debugger",
+        summary: "Start the gdb server on a Unix socket or TCP address",
+        success_status: 200,
+        operation: Operation::PutDebugger,
+        query: &[],
+    },
+    Route {
+        method: "GET",
+        path: "/debugger",
+        summary: "Get where the gdb server listens and whether gdb is attached",
+        success_status: 200,
+        operation: Operation::GetDebugger,
         query: &[],
     },
 ];
@@ -726,6 +756,27 @@ fn handle(
             let restart: super::ReplayRestart = json::parse_body(request, "ReplayRestart")?;
             control.restart_replay(restart)?;
             ok()
+        }
+        Operation::GetVcpus => {
+            expect_no_body(request)?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.vcpu_registers()?,
+            ))
+        }
+        Operation::PutDebugger => {
+            let start: super::DebuggerStart = json::parse_body(request, "DebuggerStart")?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.start_debugger(start)?,
+            ))
+        }
+        Operation::GetDebugger => {
+            expect_no_body(request)?;
+            Ok(ApiResponse::json(
+                route.success_status,
+                &control.debugger_status()?,
+            ))
         }
         Operation::PatchVm => {
             let patch: VmStatePatch = json::parse_body(request, "VmStatePatch")?;

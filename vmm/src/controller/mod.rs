@@ -16,6 +16,9 @@ use crate::event_loop::EventLoop;
 use crate::vstate::exit_report::ExitReason;
 use crate::vstate::vcpu;
 
+pub use debug::{DebugRunState, DebugVm};
+
+mod debug;
 mod drives;
 mod recording;
 mod replay;
@@ -40,6 +43,10 @@ struct Inner {
     pending_recording: Option<crate::recording::config::RecordingStart>,
     /// The replay feeding this VM, when it is a clone.
     replay: Option<replay::ActiveReplay>,
+    /// A debugger is attached (every VM this VMM runs is told so).
+    debugger_attached: bool,
+    /// The clone holds its replay until the debugger continues.
+    waiting_for_debugger: bool,
 }
 
 /// The VMM of one guest.
@@ -53,6 +60,8 @@ pub struct Vmm {
     pub scheduler: std::sync::Arc<crate::snapshots::schedule::Scheduler>,
     /// This VMM, for the threads (a replay's scheduler) that call back into it.
     me: std::sync::OnceLock<std::sync::Weak<Vmm>>,
+    /// The gdb server, once started.
+    gdb: Mutex<Option<crate::gdb::GdbServer>>,
 }
 
 fn build_error(e: BuildError) -> ApiError {
@@ -76,11 +85,14 @@ impl Vmm {
                 last_recording: Default::default(),
                 pending_recording: None,
                 replay: None,
+                debugger_attached: false,
+                waiting_for_debugger: false,
             }),
             events,
             started_evt: EventFd::new(libc::EFD_NONBLOCK)?,
             scheduler: Default::default(),
             me: std::sync::OnceLock::new(),
+            gdb: Mutex::new(None),
         })
     }
 
@@ -145,6 +157,7 @@ impl Vmm {
     /// its devices with the event loop (or stops it if that fails), records it as running
     /// and wakes the supervisor.
     fn adopt(&self, inner: &mut Inner, mut vm: RunningVm, paused: bool) -> Result<(), ApiError> {
+        vm.control.set_debugger(inner.debugger_attached);
         let subscribers = std::mem::take(&mut vm.subscribers);
         let subscriber_ids = match self.events.add(subscribers) {
             Ok(ids) => ids,
@@ -475,6 +488,23 @@ impl VmmControl for Vmm {
 
     fn restart_replay(&self, restart: crate::api::ReplayRestart) -> Result<(), ApiError> {
         Vmm::restart_replay(self, restart)
+    }
+
+    fn vcpu_registers(&self) -> Result<Vec<crate::api::VcpuRegisters>, ApiError> {
+        Vmm::vcpu_registers(self)
+    }
+
+    fn start_debugger(
+        &self,
+        request: crate::api::DebuggerStart,
+    ) -> Result<crate::api::GdbStatus, ApiError> {
+        let endpoint = request.endpoint().map_err(ApiError::bad_request)?;
+        self.start_gdb_server(endpoint)
+    }
+
+    fn debugger_status(&self) -> Result<crate::api::GdbStatus, ApiError> {
+        self.gdb_status()
+            .ok_or_else(|| ApiError::not_found("no gdb server runs (start one with PUT /debugger)"))
     }
 
     fn resume(&self) -> Result<(), ApiError> {

@@ -26,8 +26,8 @@ use crate::replaying::ReplayHub;
 
 /// A replay running in this VMM.
 pub(super) struct ActiveReplay {
-    hub: Arc<ReplayHub>,
-    request: ReplayStart,
+    pub(super) hub: Arc<ReplayHub>,
+    pub(super) request: ReplayStart,
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -74,7 +74,7 @@ fn prepare(request: &ReplayStart) -> Result<(Plan, ReplayOptions, BTreeSet<KindC
         entropy,
         strict: request.strict,
         until_divergence: request.until_divergence,
-        start_paused: request.paused,
+        start_paused: request.paused || request.wait_for_debugger,
         selection: selection_text,
     };
     Ok((plan, options, checked))
@@ -99,7 +99,7 @@ impl Vmm {
                 ))
             }
         }
-        let paused = request.paused;
+        let paused = request.paused || request.wait_for_debugger;
         self.launch_clone(&mut inner, request)?;
         drop(inner);
         if !paused {
@@ -111,6 +111,12 @@ impl Vmm {
     /// Plans, restores and wires a clone into `inner` (left paused).
     fn launch_clone(&self, inner: &mut Inner, request: ReplayStart) -> Result<(), ApiError> {
         let (plan, options, checked) = prepare(&request)?;
+        if request.wait_for_debugger && self.gdb_status().is_none() {
+            return Err(bad(
+                "wait_for_debugger needs a gdb server: start reprise with --gdb-socket or \
+                 --gdb-tcp, or PUT /debugger first",
+            ));
+        }
         let snapshot_path = request.snapshot_dir.join(&plan.snapshot);
         if !snapshot_path.join("manifest.json").is_file() {
             return Err(bad(format!(
@@ -173,11 +179,12 @@ impl Vmm {
             replayer.plan().inputs.len(),
             request.capture_dir.display()
         );
+        inner.waiting_for_debugger = request.wait_for_debugger;
         inner.replay = Some(ActiveReplay { hub, request });
         Ok(())
     }
 
-    fn replayer(&self) -> Result<Arc<Replayer>, ApiError> {
+    pub(super) fn replayer(&self) -> Result<Arc<Replayer>, ApiError> {
         self.lock()
             .replay
             .as_ref()
@@ -240,6 +247,12 @@ impl Vmm {
 
     /// `PUT /replay/run-until`.
     pub fn run_replay_until(&self, until: ReplayRunUntil) -> Result<(), ApiError> {
+        self.arm_replay_until(until)?;
+        self.resume()
+    }
+
+    /// Sets where the replay holds next (the caller lets the VM run).
+    pub(super) fn arm_replay_until(&self, until: ReplayRunUntil) -> Result<(), ApiError> {
         let target = match (until.event, &until.time, until.divergence) {
             (Some(k), None, false) => Until::Event(k),
             (None, Some(t), false) => {
@@ -255,8 +268,7 @@ impl Vmm {
             } else {
                 ApiError::conflict(e)
             }
-        })?;
-        self.resume()
+        })
     }
 
     /// `PUT /replay/restart`: tears the clone down and clones again.
@@ -273,7 +285,7 @@ impl Vmm {
         prepare(&request)?;
         old.replayer.shutdown();
         self.finish(Some(crate::vstate::exit_report::ExitReason::Stopped));
-        let paused = request.paused;
+        let paused = request.paused || request.wait_for_debugger;
         {
             let mut inner = self.lock();
             inner.replay = None;

@@ -49,6 +49,10 @@ pub struct ReplayStart {
     /// Restore the clone paused and hold the replay until resumed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// Restore the clone paused and hold the replay until a debugger attaches (see
+    /// `PUT /debugger` or `--gdb-socket`) and continues.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait_for_debugger: bool,
     /// Output classes compared (`net`, `blk`, `serial`; default all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<Vec<String>>,

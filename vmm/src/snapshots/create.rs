@@ -271,6 +271,11 @@ pub fn create(
             Some(VcpuReply::State(state)) => writer
                 .put(&sections::vcpu(i), &(*state).map_err(e)?)
                 .map_err(e)?,
+            Some(other) => {
+                return Err(CreateError(format!(
+                    "vCPU {i}: unexpected reply to a save: {other:?}"
+                )))
+            }
             None => return Err(CreateError(format!("vCPU {i} has exited; nothing to save"))),
         }
     }

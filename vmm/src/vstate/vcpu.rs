@@ -53,6 +53,8 @@ pub enum VcpuRequest {
         /// MSRs to save.
         msr_indexes: Arc<Vec<u32>>,
     },
+    /// A debugger's register access or debug setting.
+    Debug(crate::gdb::vcpu_ops::DebugOp),
 }
 
 /// The answer to a [`VcpuRequest`].
@@ -60,6 +62,33 @@ pub enum VcpuRequest {
 pub enum VcpuReply {
     /// The saved state, or why it could not be saved.
     State(Box<Result<VcpuState, VcpuStateError>>),
+    /// The answer to a debugger's request.
+    Debug(Box<Result<crate::gdb::vcpu_ops::DebugReply, String>>),
+}
+
+/// Why a vCPU stopped for the debugger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DebugCause {
+    /// `KVM_EXIT_DEBUG`: a breakpoint, watchpoint or single step.
+    Trap {
+        /// The exception vector (1 = #DB, 3 = #BP).
+        exception: u32,
+        /// The guest's program counter.
+        pc: u64,
+        /// DR6 at the exit (which debug register fired, or BS for a step).
+        dr6: u64,
+    },
+    /// The guest asked for a reset (i8042); held while a debugger is attached.
+    Reset,
+}
+
+/// A vCPU stopped for the debugger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DebugStop {
+    /// The vCPU's index.
+    pub vcpu: usize,
+    /// Why.
+    pub cause: DebugCause,
 }
 
 struct Shared {
@@ -68,6 +97,12 @@ struct Shared {
     exit: Option<ExitReason>,
     requests: Vec<Option<VcpuRequest>>,
     replies: Vec<Option<VcpuReply>>,
+    /// A debugger is attached: debug exits stop the VM and guest resets are held.
+    debugger: bool,
+    /// Stops for the debugger not yet reported.
+    debug_stops: Vec<DebugStop>,
+    /// A reset the guest asked for while held by the debugger.
+    held_reset: bool,
 }
 
 /// What a vCPU thread does after a checkpoint.
@@ -117,6 +152,9 @@ impl VcpuControl {
                 exit: None,
                 requests: vec![None; count],
                 replies: (0..count).map(|_| None).collect(),
+                debugger: false,
+                debug_stops: Vec::new(),
+                held_reset: false,
             }),
             changed: Condvar::new(),
             exit_evt: EventFd::new(libc::EFD_NONBLOCK)?,
@@ -269,6 +307,83 @@ impl VcpuControl {
         Ok(s.replies.iter_mut().map(Option::take).collect())
     }
 
+    /// Gives vCPU `index` `request` and waits (bounded) for its reply. The vCPUs must be
+    /// paused.
+    pub fn request_one(&self, index: usize, request: VcpuRequest) -> Result<VcpuReply, String> {
+        let mut s = self.lock();
+        if s.wanted != Wanted::Pause {
+            return Err("the vCPUs must be paused first".into());
+        }
+        match s.states.get(index) {
+            None => return Err(format!("there is no vCPU {index}")),
+            Some(VcpuRunState::Exited) => return Err(format!("vCPU {index} has exited")),
+            Some(_) => {}
+        }
+        s.replies[index] = None;
+        s.requests[index] = Some(request);
+        self.changed.notify_all();
+        let (mut s, timeout) = self
+            .changed
+            .wait_timeout_while(s, ACK_TIMEOUT, |s| {
+                s.replies[index].is_none() && s.states[index] != VcpuRunState::Exited
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        s.requests[index] = None;
+        match s.replies[index].take() {
+            Some(reply) => Ok(reply),
+            None if timeout.timed_out() => Err(format!("vCPU {index} did not answer in time")),
+            None => Err(format!("vCPU {index} exited")),
+        }
+    }
+
+    /// Attaches or detaches a debugger: while attached, debug exits stop the VM (see
+    /// [`VcpuControl::take_debug_stops`]) and a guest reset is held instead of stopping it.
+    /// Detaching lets a held reset happen.
+    pub fn set_debugger(&self, attached: bool) {
+        let held_reset = {
+            let mut s = self.lock();
+            s.debugger = attached;
+            if attached {
+                false
+            } else {
+                s.debug_stops.clear();
+                std::mem::take(&mut s.held_reset)
+            }
+        };
+        if held_reset {
+            self.request_stop(ExitReason::GuestReset);
+        }
+    }
+
+    /// Whether the guest asked for a reset that the debugger holds.
+    pub fn reset_held(&self) -> bool {
+        self.lock().held_reset
+    }
+
+    /// The stops for the debugger since the last call, oldest first.
+    pub fn take_debug_stops(&self) -> Vec<DebugStop> {
+        std::mem::take(&mut self.lock().debug_stops)
+    }
+
+    /// Called on vCPU `index`'s thread: with a debugger attached, records the stop and
+    /// parks the vCPUs (the debugger's thread then pauses the others and the replay).
+    /// Returns false when no debugger is attached.
+    fn debug_stop(&self, index: usize, cause: DebugCause) -> bool {
+        let mut s = self.lock();
+        if !s.debugger {
+            return false;
+        }
+        if cause == DebugCause::Reset {
+            s.held_reset = true;
+        }
+        s.debug_stops.push(DebugStop { vcpu: index, cause });
+        if s.wanted == Wanted::Run {
+            s.wanted = Wanted::Pause;
+        }
+        self.changed.notify_all();
+        true
+    }
+
     fn mark_exited(&self, index: usize) {
         let mut s = self.lock();
         s.states[index] = VcpuRunState::Exited;
@@ -278,6 +393,8 @@ impl VcpuControl {
 
 thread_local! {
     static KVM_RUN_PTR: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+    /// The index of the vCPU this thread runs, if it runs one.
+    static VCPU_INDEX: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 extern "C" fn handle_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
@@ -379,6 +496,7 @@ pub fn stop_all(control: &VcpuControl, vcpus: &mut [VcpuHandle]) {
 fn run_loop(index: u8, mut fd: VcpuFd, ctx: VcpuContext, exits: Arc<AtomicU64>) {
     let i = usize::from(index);
     KVM_RUN_PTR.with(|p| p.set(fd.get_kvm_run() as *mut kvm_run));
+    VCPU_INDEX.with(|v| v.set(Some(i)));
     let mut entered = false;
     loop {
         match ctx.control.checkpoint(i) {
@@ -467,7 +585,18 @@ fn handle_exit(index: u8, exit: VcpuExit<'_>, ctx: &VcpuContext) -> Option<ExitR
             }
             None
         }
-        VcpuExit::Hlt | VcpuExit::Intr | VcpuExit::Debug(_) | VcpuExit::IrqWindowOpen => None,
+        VcpuExit::Debug(arch) => {
+            let cause = DebugCause::Trap {
+                exception: arch.exception,
+                pc: arch.pc,
+                dr6: arch.dr6,
+            };
+            if !ctx.control.debug_stop(usize::from(index), cause) {
+                log::debug!("vCPU {index}: debug exit with no debugger attached: {cause:?}");
+            }
+            None
+        }
+        VcpuExit::Hlt | VcpuExit::Intr | VcpuExit::IrqWindowOpen => None,
         VcpuExit::Shutdown => Some(ExitReason::TripleFault { vcpu: index }),
         VcpuExit::SystemEvent(kind, _) => Some(match kind {
             KVM_SYSTEM_EVENT_SHUTDOWN => ExitReason::GuestSystemEvent("power-off".into()),
@@ -490,19 +619,24 @@ fn handle_exit(index: u8, exit: VcpuExit<'_>, ctx: &VcpuContext) -> Option<ExitR
 fn serve(index: u8, fd: &mut VcpuFd, request: VcpuRequest) -> VcpuReply {
     match request {
         VcpuRequest::SaveState { msr_indexes } => {
-            // Let KVM finish an instruction whose port or MMIO access we already answered
-            // (its result sits in kvm_run until the next KVM_RUN): with immediate_exit set,
-            // KVM_RUN completes it and returns EINTR without running the guest further.
-            fd.set_kvm_immediate_exit(1);
-            match fd.run() {
-                Err(e) if e.errno() == libc::EINTR => {}
-                Err(e) => log::debug!("vCPU {index}: completing the pending exit: {e}"),
-                Ok(exit) => log::debug!("vCPU {index}: unexpected exit while completing: {exit:?}"),
-            }
-            fd.set_kvm_immediate_exit(0);
+            complete_pending_exit(index, fd);
             VcpuReply::State(Box::new(VcpuState::save(fd, index, &msr_indexes)))
         }
+        VcpuRequest::Debug(op) => VcpuReply::Debug(Box::new(crate::gdb::vcpu_ops::serve(fd, op))),
     }
+}
+
+/// Completes an exit whose port or MMIO access was already answered (its result sits in
+/// `kvm_run` until the next `KVM_RUN`), without running the guest further: `KVM_RUN`
+/// with `immediate_exit` set finishes the instruction and returns `EINTR`.
+pub(crate) fn complete_pending_exit(index: u8, fd: &mut VcpuFd) {
+    fd.set_kvm_immediate_exit(1);
+    match fd.run() {
+        Err(e) if e.errno() == libc::EINTR => {}
+        Err(e) => log::debug!("vCPU {index}: completing the pending exit: {e}"),
+        Ok(exit) => log::debug!("vCPU {index}: unexpected exit while completing: {exit:?}"),
+    }
+    fd.set_kvm_immediate_exit(0);
 }
 
 fn describe_internal(index: u8, fd: &mut VcpuFd) -> ExitReason {
@@ -518,7 +652,10 @@ pub struct ResetLine(pub Arc<VcpuControl>);
 
 impl devices::interrupt::InterruptLine for ResetLine {
     fn trigger(&self) -> std::io::Result<()> {
-        self.0.request_stop(ExitReason::GuestReset);
+        let index = VCPU_INDEX.with(Cell::get).unwrap_or(0);
+        if !self.0.debug_stop(index, DebugCause::Reset) {
+            self.0.request_stop(ExitReason::GuestReset);
+        }
         Ok(())
     }
 }

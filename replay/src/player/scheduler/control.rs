@@ -1,4 +1,5 @@
-//! The replay's commands: hold, run (to a target), step, change speed.
+//! The replay's commands: hold, run (to a target), step, change speed, and the debugger's
+//! hold.
 
 use super::*;
 
@@ -12,6 +13,28 @@ impl Replayer {
         }
         drop(s);
         self.wake.notify_all();
+    }
+
+    /// While a debugger has the clone stopped (`on`), delivers nothing, whatever the
+    /// replay's own state; the state (running, paused, a step or target under way) is kept
+    /// for when the debugger continues.
+    pub fn debugger_hold(&self, on: bool) {
+        self.lock().debugger_hold = on;
+        self.wake.notify_all();
+    }
+
+    /// Lets a replay held since its start (`start_paused`) run, keeping any step or
+    /// run-until target set meanwhile; false if it was not held for that.
+    pub fn release_start(&self) -> bool {
+        let mut s = self.lock();
+        let held = s.state == ReplayState::Paused && s.paused_by.as_deref() == Some("start");
+        if held {
+            s.state = ReplayState::Running;
+            s.paused_by = None;
+        }
+        drop(s);
+        self.wake.notify_all();
+        held
     }
 
     /// Runs on (the caller resumes the VM), clearing step budgets; `until` adds a stop.

@@ -123,6 +123,8 @@ struct State {
     /// The clone's VM time when every input was delivered and every output due was seen.
     all_out_at: Option<u64>,
     shutdown: bool,
+    /// A debugger has stopped the clone: nothing is delivered until it continues.
+    debugger_hold: bool,
 }
 
 /// A replay into one clone.
@@ -172,6 +174,7 @@ impl Replayer {
                 activity: (0, 0, 0),
                 all_out_at: None,
                 shutdown: false,
+                debugger_hold: false,
             }),
             plan,
             options,

@@ -38,6 +38,10 @@ impl Replayer {
                     self.wake.notify_all();
                 }
             }
+            if s.debugger_hold {
+                let _ = self.wake.wait_timeout(s, Duration::from_millis(20));
+                continue;
+            }
             match s.state {
                 ReplayState::Paused | ReplayState::Finished | ReplayState::GuestStopped => {
                     let _ = self.wake.wait_timeout(s, Duration::from_millis(20));

@@ -540,6 +540,42 @@ pub(super) fn checks() -> Vec<SchemaCheck> {
             accepts: accepts::<VmStatePatch>,
             enums: vec![("state", changes.iter().map(to_value).collect())],
         },
+        SchemaCheck {
+            name: "VcpuRegisters",
+            sample: to_value(&crate::api::VcpuRegisters {
+                index: 1,
+                cpl: 3,
+                rip: 0x40_1000,
+                rflags: 0x202,
+                cs: 0x2b,
+                cr0: 0x8000_0011,
+                cr3: 0x1000,
+                cr4: 0x20,
+                efer: 0x500,
+                ..Default::default()
+            }),
+            accepts: accepts::<crate::api::VcpuRegisters>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "DebuggerStart",
+            // Both; validation refuses that, serde not.
+            sample: to_value(&crate::api::DebuggerStart {
+                socket_path: Some(PathBuf::from("/run/reprise/gdb.sock")),
+                tcp_address: Some("127.0.0.1:1234".into()),
+            }),
+            accepts: accepts::<crate::api::DebuggerStart>,
+            enums: vec![],
+        },
+        SchemaCheck {
+            name: "GdbStatus",
+            sample: to_value(&crate::api::GdbStatus {
+                listening: "127.0.0.1:1234".into(),
+                attached: true,
+            }),
+            accepts: accepts::<crate::api::GdbStatus>,
+            enums: vec![],
+        },
     ];
     checks.append(&mut replay_checks);
     checks

@@ -314,6 +314,7 @@ pub(super) fn replay_checks(net_override: &crate::api::NetOverride) -> Vec<Schem
                 strict: true,
                 until_divergence: true,
                 paused: true,
+                wait_for_debugger: true,
                 check: Some(vec!["net".into(), "serial".into()]),
                 vm_id: Some("clone1".into()),
                 serial_output: Some("file:/tmp/clone1.log".into()),
