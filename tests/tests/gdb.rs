@@ -249,6 +249,7 @@ fn gdb_attaches_to_a_running_vm_reads_registers_and_memory_and_breaks_in_kernel_
             "detach",
         ],
     );
+    println!("{}", vm.stderr());
     let values = printed(&out);
     assert_eq!(values.len(), 4, "{out}");
     assert_eq!(
@@ -257,15 +258,14 @@ fn gdb_attaches_to_a_running_vm_reads_registers_and_memory_and_breaks_in_kernel_
         "stopped at the breakpoint:\n{out}"
     );
     assert_eq!(hex(&values[1]), 0x20, "the timer's vector is in al:\n{out}");
-    // The second instruction's address, as gdb disassembled it.
+    // The second instruction's address, as gdb disassembled it (`x/2i`: the line after
+    // the one marked `=>`).
     let next = out
         .lines()
-        .filter(|l| l.trim_start().starts_with("0x") && l.contains("<irq_entry+"))
-        .find_map(|l| {
-            l.split_whitespace()
-                .find(|w| w.starts_with("0x"))
-                .map(|w| hex(w.trim_end_matches(':')))
-        })
+        .skip_while(|l| !l.starts_with("=> "))
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .map(|w| hex(w.trim_end_matches(':')))
         .unwrap_or_else(|| panic!("no second instruction in:\n{out}"));
     assert_eq!(hex(&values[2]), next, "stepi moved one instruction:\n{out}");
     assert_eq!(
@@ -398,7 +398,7 @@ fn a_clone_waits_for_gdb_which_walks_it_to_the_kv_crash_and_restarts_it() {
     require_kvm();
     require_device("/dev/net/tun", "TUN/TAP");
     let scratch = Scratch::new("gdb-clone");
-    let rec = record_kv_crash(&scratch.path(""), Path::new(guest_elf()), "gdbc", 400, 250)
+    let rec = record_kv_crash(&scratch.path(""), Path::new(guest_elf()), "gdbc", 1200, 250)
         .unwrap_or_else(|e| panic!("recording the kv service: {e}"));
     let (crash_seq, crash_ns, _) = rec.crash.clone();
 
@@ -429,6 +429,7 @@ fn a_clone_waits_for_gdb_which_walks_it_to_the_kv_crash_and_restarts_it() {
     let snapshot = status["snapshot"].as_str().expect("snapshot").to_string();
     let k = input_index(&rec.capture, &snapshot, crash_seq);
     let first = rec.snapshots[0].clone();
+    assert_ne!(first, snapshot, "the recording has several snapshots");
 
     let out = gdb(
         gdb_sock.to_str().expect("utf-8"),
@@ -477,6 +478,9 @@ fn a_clone_waits_for_gdb_which_walks_it_to_the_kv_crash_and_restarts_it() {
         serial_text.contains("reprise-guest: FATAL kv: panic"),
         "{serial_text}"
     );
+    // The snapshots listed are the capture's, the clone's own marked.
+    assert!(out.contains(&format!("* {snapshot}")), "{out}");
+    assert!(out.contains(&format!("  {first}")), "{out}");
     // Restarted from the first snapshot with gdb still connected, and driven again.
     assert!(
         out.contains(&format!("restarted from snapshot {first}")),

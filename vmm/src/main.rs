@@ -151,6 +151,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     env_logger::Builder::new()
         .parse_filters(&std::env::var("RUST_LOG").unwrap_or_else(|_| args.log_level.clone()))
+        // gdbstub logs every packet it does not implement at info level.
+        .filter_module("gdbstub", log::LevelFilter::Warn)
         .format_timestamp_micros()
         .init();
     match run(args) {

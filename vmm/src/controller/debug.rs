@@ -85,17 +85,14 @@ impl Vmm {
         self.pause().map_err(message)
     }
 
-    /// Continues after a debugger stop: the replay goes on (a clone that waited for the
-    /// debugger starts replaying now) and the vCPUs resume.
+    /// Continues after a debugger stop: the vCPUs resume and so does the replay (one that
+    /// waited for the debugger, or held at a step or run-until target, runs on; one paused
+    /// on request stays paused).
     pub fn debug_continue(&self) -> Result<(), String> {
-        let (replayer, waited) = {
-            let mut inner = self.lock();
-            let waited = std::mem::take(&mut inner.waiting_for_debugger);
-            (self.replay_of(&inner), waited)
-        };
+        let replayer = self.replay_of(&self.lock());
         if let Some(replayer) = replayer {
-            if waited && replayer.release_start() {
-                log::info!("replay: the debugger continued; replaying");
+            if replayer.release_hold() {
+                log::info!("replay: running on at the debugger's continue");
             }
             replayer.debugger_hold(false);
         }
@@ -111,12 +108,7 @@ impl Vmm {
             ..Default::default()
         })
         .map_err(message)?;
-        let replayer = {
-            let mut inner = self.lock();
-            inner.waiting_for_debugger = true;
-            self.replay_of(&inner)
-        };
-        if let Some(replayer) = replayer {
+        if let Some(replayer) = self.replay_of(&self.lock()) {
             replayer.debugger_hold(true);
         }
         Ok(())

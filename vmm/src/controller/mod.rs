@@ -45,8 +45,6 @@ struct Inner {
     replay: Option<replay::ActiveReplay>,
     /// A debugger is attached (every VM this VMM runs is told so).
     debugger_attached: bool,
-    /// The clone holds its replay until the debugger continues.
-    waiting_for_debugger: bool,
 }
 
 /// The VMM of one guest.
@@ -86,7 +84,6 @@ impl Vmm {
                 pending_recording: None,
                 replay: None,
                 debugger_attached: false,
-                waiting_for_debugger: false,
             }),
             events,
             started_evt: EventFd::new(libc::EFD_NONBLOCK)?,

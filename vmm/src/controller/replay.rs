@@ -179,7 +179,6 @@ impl Vmm {
             replayer.plan().inputs.len(),
             request.capture_dir.display()
         );
-        inner.waiting_for_debugger = request.wait_for_debugger;
         inner.replay = Some(ActiveReplay { hub, request });
         Ok(())
     }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use gdbstub::common::{Signal, Tid};
 use gdbstub::stub::MultiThreadStopReason;
 use gdbstub::target::ext::base::multithread::{
-    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSingleStep,
-    MultiThreadSingleStepOps,
+    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
+    MultiThreadSchedulerLockingOps, MultiThreadSingleStep, MultiThreadSingleStepOps,
 };
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
@@ -60,6 +60,9 @@ pub struct DebugTarget {
     warned: BTreeSet<u64>,
     /// The vCPU to single-step at the next resume.
     step: Option<usize>,
+    /// The vCPUs gdb resumes explicitly, and whether only they may run.
+    resumed: Vec<usize>,
+    locked: bool,
     /// Registers read during this stop, by vCPU.
     cache: HashMap<usize, VcpuRegs>,
     /// Console text for gdb, sent once the target runs.
@@ -87,6 +90,8 @@ impl DebugTarget {
             watch_kinds: BTreeMap::new(),
             warned: BTreeSet::new(),
             step: None,
+            resumed: Vec::new(),
+            locked: false,
             cache: HashMap::new(),
             notices: Vec::new(),
             pending_stop: None,
@@ -175,6 +180,10 @@ impl DebugTarget {
         self.slots = DebugSlots::default();
         self.watch_kinds.clear();
         self.step = None;
+        self.locked = false;
+        if let Ok(vm) = self.vmm.debug_vm() {
+            vm.control.freeze_others(None);
+        }
         if let Err(e) = self.apply_guest_debug() {
             log::debug!("gdb: clearing the debug registers: {e}");
         }
@@ -298,7 +307,12 @@ impl DebugTarget {
             Some(text) => {
                 log::warn!("gdb: {}", text.trim_end());
                 self.notices.push(text);
-                self.pending_stop = Some(MultiThreadStopReason::DoneStep);
+                // Not a step: gdb's `step`/`next` would retry one forever. An interrupt
+                // ends the stepping command with the vCPU where it was.
+                self.pending_stop = Some(MultiThreadStopReason::SignalWithThread {
+                    tid: tid(vcpu),
+                    signal: Signal::SIGINT,
+                });
                 Ok(true)
             }
             None => Ok(false),
@@ -435,6 +449,8 @@ impl MultiThreadResume for DebugTarget {
             }
         }
         self.apply_guest_debug()?;
+        vm.control
+            .freeze_others(self.locked.then_some(self.resumed.as_slice()));
         self.invalidate();
         if let Err(e) = self.vmm.debug_continue() {
             // The stop is reported from the VM's state (stopped, or still paused).
@@ -446,14 +462,17 @@ impl MultiThreadResume for DebugTarget {
 
     fn clear_resume_actions(&mut self) -> Result<(), Self::Error> {
         self.step = None;
+        self.resumed.clear();
+        self.locked = false;
         Ok(())
     }
 
     fn set_resume_action_continue(
         &mut self,
-        _tid: Tid,
+        tid: Tid,
         signal: Option<Signal>,
     ) -> Result<(), Self::Error> {
+        self.resumed.push(vcpu_of(tid));
         if let Some(s) = signal {
             log::debug!("gdb: signal {s} not delivered to the guest (a VM has no signals)");
         }
@@ -462,6 +481,17 @@ impl MultiThreadResume for DebugTarget {
 
     fn support_single_step(&mut self) -> Option<MultiThreadSingleStepOps<'_, Self>> {
         Some(self)
+    }
+
+    fn support_scheduler_locking(&mut self) -> Option<MultiThreadSchedulerLockingOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadSchedulerLocking for DebugTarget {
+    fn set_resume_action_scheduler_lock(&mut self) -> Result<(), Self::Error> {
+        self.locked = true;
+        Ok(())
     }
 }
 
@@ -472,6 +502,7 @@ impl MultiThreadSingleStep for DebugTarget {
         _signal: Option<Signal>,
     ) -> Result<(), Self::Error> {
         self.step = Some(vcpu_of(tid));
+        self.resumed.push(vcpu_of(tid));
         Ok(())
     }
 }

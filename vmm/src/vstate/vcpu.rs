@@ -94,6 +94,12 @@ pub struct DebugStop {
 struct Shared {
     wanted: Wanted,
     states: Vec<VcpuRunState>,
+    /// Counts the requests to run; each vCPU notes the last one it has acted on (it may
+    /// stop again at once, e.g. after a single step, before the requester looks).
+    run_epoch: u64,
+    run_seen: Vec<u64>,
+    /// vCPUs held paused while the others run (a debugger stepping one thread).
+    frozen: Vec<bool>,
     exit: Option<ExitReason>,
     requests: Vec<Option<VcpuRequest>>,
     replies: Vec<Option<VcpuReply>>,
@@ -149,6 +155,9 @@ impl VcpuControl {
             shared: Mutex::new(Shared {
                 wanted,
                 states: vec![VcpuRunState::Running; count],
+                run_epoch: 0,
+                run_seen: vec![0; count],
+                frozen: vec![false; count],
                 exit: None,
                 requests: vec![None; count],
                 replies: (0..count).map(|_| None).collect(),
@@ -197,8 +206,10 @@ impl VcpuControl {
         }
         s.wanted = wanted;
         if wanted == Wanted::Run {
+            s.run_epoch += 1;
             self.clock.run();
         }
+        let epoch = s.run_epoch;
         self.changed.notify_all();
         drop(s);
         kick();
@@ -211,9 +222,14 @@ impl VcpuControl {
         let (_s, timeout) = self
             .changed
             .wait_timeout_while(s, ACK_TIMEOUT, |s| {
-                s.states
-                    .iter()
-                    .any(|&st| st != target && st != VcpuRunState::Exited)
+                s.states.iter().enumerate().any(|(i, &st)| {
+                    st != VcpuRunState::Exited
+                        && if wanted == Wanted::Run {
+                            s.run_seen[i] < epoch && !s.frozen[i]
+                        } else {
+                            st != target
+                        }
+                })
             })
             .unwrap_or_else(|p| p.into_inner());
         if wanted != Wanted::Run {
@@ -245,7 +261,11 @@ impl VcpuControl {
             if let Some(request) = s.requests[index].take() {
                 return Next::Serve(request);
             }
-            match s.wanted {
+            let wanted = match s.wanted {
+                Wanted::Run if s.frozen[index] => Wanted::Pause,
+                w => w,
+            };
+            match wanted {
                 Wanted::Pause => {
                     if s.states[index] != VcpuRunState::Paused {
                         s.states[index] = VcpuRunState::Paused;
@@ -254,8 +274,10 @@ impl VcpuControl {
                     s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
                 }
                 Wanted::Run => {
-                    if s.states[index] != VcpuRunState::Running {
+                    if s.states[index] != VcpuRunState::Running || s.run_seen[index] != s.run_epoch
+                    {
                         s.states[index] = VcpuRunState::Running;
+                        s.run_seen[index] = s.run_epoch;
                         self.changed.notify_all();
                     }
                     return Next::Run;
@@ -353,6 +375,15 @@ impl VcpuControl {
         if held_reset {
             self.request_stop(ExitReason::GuestReset);
         }
+    }
+
+    /// Holds the vCPUs not in `running` paused while the others run (`None`: all run).
+    pub fn freeze_others(&self, running: Option<&[usize]>) {
+        let mut s = self.lock();
+        for (i, f) in s.frozen.iter_mut().enumerate() {
+            *f = running.is_some_and(|r| !r.contains(&i));
+        }
+        self.changed.notify_all();
     }
 
     /// Whether the guest asked for a reset that the debugger holds.

@@ -23,11 +23,12 @@ impl Replayer {
         self.wake.notify_all();
     }
 
-    /// Lets a replay held since its start (`start_paused`) run, keeping any step or
-    /// run-until target set meanwhile; false if it was not held for that.
-    pub fn release_start(&self) -> bool {
+    /// Lets a replay held at its start, a finished step or a run-until target run on,
+    /// keeping any step or target set meanwhile; a pause asked for (`requested`) stays.
+    /// Returns whether it was held.
+    pub fn release_hold(&self) -> bool {
         let mut s = self.lock();
-        let held = s.state == ReplayState::Paused && s.paused_by.as_deref() == Some("start");
+        let held = s.state == ReplayState::Paused && s.paused_by.as_deref() != Some("requested");
         if held {
             s.state = ReplayState::Running;
             s.paused_by = None;
