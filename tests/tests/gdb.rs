@@ -81,8 +81,8 @@ fn symbol(name: &str) -> u64 {
         .unwrap_or_else(|| panic!("symbol {name} not in the guest ELF"))
 }
 
-/// The address of the function whose (mangled) name contains `part`.
-fn function_containing(part: &str) -> u64 {
+/// The address of the symbol whose (mangled) name contains `part`.
+fn symbol_containing(part: &str) -> u64 {
     let out = Command::new("nm")
         .arg(guest_elf())
         .output()
@@ -92,10 +92,11 @@ fn function_containing(part: &str) -> u64 {
         .find_map(|l| {
             let mut w = l.split_whitespace();
             let (addr, kind, n) = (w.next()?, w.next()?, w.next()?);
-            (kind.eq_ignore_ascii_case("t") && n.contains(part))
+            let _ = kind;
+            n.contains(part)
                 .then(|| u64::from_str_radix(addr, 16).ok())?
         })
-        .unwrap_or_else(|| panic!("no function named like {part} in the guest ELF"))
+        .unwrap_or_else(|| panic!("no symbol named like {part} in the guest ELF"))
 }
 
 /// `len` bytes of the guest image at virtual address `addr`, from its program headers.
@@ -297,6 +298,45 @@ fn gdb_attaches_to_a_running_vm_reads_registers_and_memory_and_breaks_in_kernel_
     assert!(out.contains("Breakpoint 1"), "{out}");
     let before = ticks_seen(&vm);
     runs_on(&mut vm, before);
+
+    // A write watchpoint on the timer's interrupt counter, which the kernel-mode entry
+    // increments: each hit shows the next count. PVM hosts cannot trap it and say so; the
+    // breakpoint then stops the guest instead.
+    let counter = symbol_containing("IRQ_COUNTS") + 0x20 * 8;
+    let pvm = host_is_pvm();
+    let watch = format!("watch *(long *){counter:#x}");
+    let commands: Vec<&str> = if pvm {
+        vec![
+            &watch,
+            "hbreak irq_entry",
+            "continue",
+            "print/x $pc",
+            "delete",
+            "detach",
+        ]
+    } else {
+        vec![&watch, "continue", "continue", "delete", "detach"]
+    };
+    let out = gdb(remote, &commands);
+    assert!(out.contains("Hardware watchpoint 1"), "{out}");
+    if pvm {
+        assert!(out.contains("will not fire on this host (PVM)"), "{out}");
+        assert_eq!(
+            printed(&out).last().map(|v| hex(v)),
+            Some(irq_entry),
+            "{out}"
+        );
+    } else {
+        let news: Vec<u64> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("New value = "))
+            .filter_map(|v| v.trim().parse().ok())
+            .collect();
+        assert_eq!(news.len(), 2, "{out}");
+        assert_eq!(news[1], news[0] + 1, "{out}");
+    }
+    let before = ticks_seen(&vm);
+    runs_on(&mut vm, before);
 }
 
 #[test]
@@ -450,7 +490,7 @@ fn a_clone_waits_for_gdb_which_walks_it_to_the_kv_crash_and_restarts_it() {
     let snapshot = status["snapshot"].as_str().expect("snapshot").to_string();
     let k = input_index(&rec.capture, &snapshot, crash_seq);
     let first = rec.snapshots[0].clone();
-    let read_record = function_containing("read_record");
+    let read_record = symbol_containing("read_record");
     assert_ne!(first, snapshot, "the recording has several snapshots");
 
     let out = gdb(

@@ -5,6 +5,9 @@
 //! (CPL3) the trap goes to the guest's own IDT, and `int3` at CPL0 fails emulation. So:
 //! breakpoints in kernel code use debug registers (gdb's software breakpoints too), and
 //! breakpoints, watchpoints and steps that cannot trap are reported, never silently lost.
+//! Data watchpoints do not fire at all there: accesses at CPL3 are not trapped, and KVM's
+//! instruction emulator, which runs CPL0 code, does not check data breakpoints (measured:
+//! a write watchpoint on a counter the interrupt entry increments never fired).
 
 /// Told when the guest has asked for a reset that the debugger holds.
 pub const HELD_RESET: &str = "the guest asked for a reset (i8042); it is held while gdb is \
@@ -51,8 +54,10 @@ pub fn user_breakpoint(addr: u64) -> String {
 /// A watchpoint on a PVM host.
 pub fn user_watchpoint(addr: u64) -> String {
     format!(
-        "the watchpoint at {addr:#x} fires only for kernel-mode (CPL0) accesses on this host \
-         (PVM); user-mode accesses are not trapped.\n"
+        "the watchpoint at {addr:#x} will not fire on this host (PVM): user-mode (CPL3) \
+         accesses run natively and are not trapped, and the emulator that runs kernel-mode \
+         (CPL0) code does not check data breakpoints. Break where the data is written, or \
+         compare it between `monitor step`s.\n"
     )
 }
 
@@ -62,7 +67,8 @@ pub fn summary(pvm: bool) -> String {
         "host KVM: PVM. Kernel-mode (CPL0) guest code is emulated: single-step, hardware \
          breakpoints and watchpoints trap there; software breakpoints in kernel code use debug \
          registers (int3 cannot run there), at most 4 in all. User-mode (CPL3) code runs \
-         natively: steps, breakpoints and watchpoints do not trap there (each is reported)."
+         natively: steps and breakpoints do not trap there (each is reported). Watchpoints \
+         fire nowhere: the kernel-mode emulator does not check data breakpoints."
             .into()
     } else {
         "host KVM: hardware virtualization. Software breakpoints (int3), 4 hardware \

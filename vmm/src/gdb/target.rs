@@ -19,7 +19,6 @@ use gdbstub::target::ext::breakpoints::{
 };
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
-use vm_memory::{Bytes, GuestAddress};
 
 use super::arch::{GuestRegs, GuestX86_64};
 use super::debugregs::{Access, DebugSlots, Slot};
@@ -34,7 +33,6 @@ use crate::vstate::vcpu::{DebugCause, DebugStop, VcpuReply, VcpuRequest};
 const DR6_BS: u64 = 1 << 14;
 /// The #BP vector (an `int3` trapped with `KVM_GUESTDBG_USE_SW_BP`).
 const BP_VECTOR: u32 = 3;
-const PAGE: u64 = 4096;
 
 /// How a software breakpoint (gdb's `break`) is implemented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,51 +190,14 @@ impl DebugTarget {
     fn read_virt(&mut self, vcpu: usize, addr: u64, data: &mut [u8]) -> Result<usize, String> {
         let paging = self.paging(vcpu)?;
         let vm = self.vmm.debug_vm()?;
-        let mut done = 0usize;
-        while done < data.len() {
-            let at = addr.wrapping_add(done as u64);
-            let chunk = ((PAGE - at % PAGE) as usize).min(data.len() - done);
-            let t = match walk::translate(&vm.memory, &paging, at) {
-                Ok(t) => t,
-                Err(e) if done == 0 => return Err(e.to_string()),
-                Err(_) => break,
-            };
-            if let Err(e) = vm
-                .memory
-                .read_slice(&mut data[done..done + chunk], GuestAddress(t.gpa))
-            {
-                if done == 0 {
-                    return Err(format!(
-                        "address {at:#x} maps to guest physical {:#x}, outside RAM: {e}",
-                        t.gpa
-                    ));
-                }
-                break;
-            }
-            done += chunk;
-        }
-        Ok(done)
+        walk::read_virt(&vm.memory, &paging, addr, data).map_err(|e| e.to_string())?;
+        Ok(data.len())
     }
 
     fn write_virt(&mut self, vcpu: usize, addr: u64, data: &[u8]) -> Result<(), String> {
         let paging = self.paging(vcpu)?;
         let vm = self.vmm.debug_vm()?;
-        let mut done = 0usize;
-        while done < data.len() {
-            let at = addr.wrapping_add(done as u64);
-            let chunk = ((PAGE - at % PAGE) as usize).min(data.len() - done);
-            let t = walk::translate(&vm.memory, &paging, at).map_err(|e| e.to_string())?;
-            vm.memory
-                .write_slice(&data[done..done + chunk], GuestAddress(t.gpa))
-                .map_err(|e| {
-                    format!(
-                        "address {at:#x} maps to guest physical {:#x}, outside RAM: {e}",
-                        t.gpa
-                    )
-                })?;
-            done += chunk;
-        }
-        Ok(())
+        walk::write_virt(&vm.memory, &paging, addr, data).map_err(|e| e.to_string())
     }
 
     /// What gdb is told about a stop.
