@@ -430,6 +430,17 @@ fn the_debugger_server_starts_through_the_api_on_a_running_vm() {
     assert_eq!(printed(&out).len(), 1, "{out}");
     let before = ticks_seen(&vm);
     runs_on(&mut vm, before);
+
+    // `kill` stops the VM for good.
+    let out = gdb(&listening, &["kill"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vm.state() != "Stopped" {
+        assert!(
+            Instant::now() < deadline,
+            "kill did not stop the VM:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The input index of the request with `seq` among a replay's inputs from snapshot `id`.
