@@ -8,10 +8,9 @@ use devices::GuestMemory;
 
 use super::{Inner, Phase, Vmm};
 use crate::api::{ApiError, VmmControl};
-use crate::gdb::vcpu_ops::{DebugOp, DebugReply};
 use crate::gdb::{GdbEndpoint, GdbServer, GdbStatus};
 use crate::replaying::config::{ReplayRestart, ReplayRunUntil};
-use crate::vstate::vcpu::{VcpuControl, VcpuReply, VcpuRequest};
+use crate::vstate::vcpu::VcpuControl;
 
 /// The VM a debugger works on.
 pub struct DebugVm {
@@ -154,20 +153,8 @@ impl Vmm {
         let vm = self.debug_vm().map_err(ApiError::conflict)?;
         (0..vm.vcpus)
             .map(|i| {
-                let reply = vm
-                    .control
-                    .request_one(i, VcpuRequest::Debug(DebugOp::Read))
-                    .map_err(ApiError::internal)?;
-                match reply {
-                    VcpuReply::Debug(r) => match *r {
-                        Ok(DebugReply::Regs(v)) => {
-                            Ok(crate::api::VcpuRegisters::new(i as u32, &v.regs, &v.sregs))
-                        }
-                        Ok(DebugReply::Done) => Err(ApiError::internal("no registers read")),
-                        Err(e) => Err(ApiError::internal(e)),
-                    },
-                    other => Err(ApiError::internal(format!("unexpected reply {other:?}"))),
-                }
+                let v = crate::gdb::vcpu_ops::read(&vm.control, i).map_err(ApiError::internal)?;
+                Ok(crate::api::VcpuRegisters::new(i as u32, &v.regs, &v.sregs))
             })
             .collect()
     }

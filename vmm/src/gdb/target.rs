@@ -24,10 +24,10 @@ use super::arch::{GuestRegs, GuestX86_64};
 use super::debugregs::{Access, DebugSlots, Slot};
 use super::host_limits;
 use super::regs::{self, VcpuRegs};
-use super::vcpu_ops::{DebugOp, DebugReply};
+use super::vcpu_ops::{self, DebugOp, DebugReply};
 use super::walk::{self, Paging};
 use crate::controller::Vmm;
-use crate::vstate::vcpu::{DebugCause, DebugStop, VcpuReply, VcpuRequest};
+use crate::vstate::vcpu::{DebugCause, DebugStop};
 
 /// DR6.BS: the stop is a single step.
 const DR6_BS: u64 = 1 << 14;
@@ -97,11 +97,7 @@ impl DebugTarget {
     }
 
     fn request(&self, vcpu: usize, op: DebugOp) -> Result<DebugReply, String> {
-        let vm = self.vmm.debug_vm()?;
-        match vm.control.request_one(vcpu, VcpuRequest::Debug(op))? {
-            VcpuReply::Debug(reply) => *reply,
-            other => Err(format!("vCPU {vcpu}: unexpected reply {other:?}")),
-        }
+        vcpu_ops::request(&self.vmm.debug_vm()?.control, vcpu, op)
     }
 
     /// The registers of `vcpu` (read once per stop).
@@ -109,13 +105,9 @@ impl DebugTarget {
         if let Some(r) = self.cache.get(&vcpu) {
             return Ok(*r);
         }
-        match self.request(vcpu, DebugOp::Read)? {
-            DebugReply::Regs(r) => {
-                self.cache.insert(vcpu, *r);
-                Ok(*r)
-            }
-            DebugReply::Done => Err(format!("vCPU {vcpu}: no registers in the reply")),
-        }
+        let r = vcpu_ops::read(&self.vmm.debug_vm()?.control, vcpu)?;
+        self.cache.insert(vcpu, r);
+        Ok(r)
     }
 
     /// Forgets what was read during the stop (the guest is about to run, or was replaced).

@@ -4,6 +4,7 @@ use kvm_bindings::{kvm_guest_debug, Msrs};
 use kvm_ioctls::VcpuFd;
 
 use super::regs::VcpuRegs;
+use crate::vstate::vcpu::{VcpuControl, VcpuReply, VcpuRequest};
 
 /// `IA32_KERNEL_GS_BASE`, the `swapgs` shadow of the GS base.
 const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
@@ -26,6 +27,22 @@ pub enum DebugReply {
     Regs(Box<VcpuRegs>),
     /// The write or setting took effect.
     Done,
+}
+
+/// Asks paused vCPU `vcpu` to do `op` and waits for the answer.
+pub fn request(control: &VcpuControl, vcpu: usize, op: DebugOp) -> Result<DebugReply, String> {
+    match control.request_one(vcpu, VcpuRequest::Debug(op))? {
+        VcpuReply::Debug(reply) => *reply,
+        other => Err(format!("vCPU {vcpu}: unexpected reply {other:?}")),
+    }
+}
+
+/// The registers of paused vCPU `vcpu`.
+pub fn read(control: &VcpuControl, vcpu: usize) -> Result<VcpuRegs, String> {
+    match request(control, vcpu, DebugOp::Read)? {
+        DebugReply::Regs(r) => Ok(*r),
+        DebugReply::Done => Err(format!("vCPU {vcpu}: no registers in the reply")),
+    }
 }
 
 /// Does `op` on the vCPU whose fd this thread owns.

@@ -3,6 +3,7 @@
 pub mod exit_report;
 pub mod memory;
 pub mod vcpu;
+pub mod vcpu_control;
 pub mod vcpu_registers;
 pub mod vcpu_state;
 pub mod vm;
